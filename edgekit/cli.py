@@ -1,0 +1,144 @@
+"""The `edgekit` command: parse, call one edgekit.api function, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+
+# Import-time noise from paddle's extension utilities and setuptools, not actionable for users.
+warnings.filterwarnings("ignore", message="No ccache found")
+warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="edgekit: PaddleClas classifiers to edge artifacts, validated and benchmarked.")
+zoo_# Import-time noise from paddle's extension utilities and setuptools, not actionable for users.
+warnings.filterwarnings("ignore", message="No ccache found")
+warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+
+app = typer.Typer(no_args_is_help=True, help="The model zoo: every PaddleClas model of the seed pages.")
+app.add_typer(zoo_app, name="zoo")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: EdgekitError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"edgekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback,
+                                                 is_eager=True, help="Print the version and exit.")) -> None:
+    pass
+
+
+@zoo_app.command("list")
+def zoo_list(family: Optional[str] = typer.Option(None, help="Only this family (e.g. ResNet, EfficientNet)."),
+             as_json: bool = typer.Option(False, "--json", help="Print every card as JSON.")) -> None:
+    """List zoo models with their published accuracy, size and cost."""
+    from edgekit import api
+
+    try:
+        cards = api.zoo_cards(family)
+    except EdgekitError as exc:
+        _fail(exc)
+    if as_json:
+        json.dump([c.to_dict() for c in cards], sys.stdout, indent=1, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return
+    table = Table(title=f"edgekit zoo ({len(cards)} models)")
+    for col in ("model", "family", "top-1", "top-5", "crop", "params (M)", "FLOPs (G)", "flag"):
+        table.add_column(col, justify="left" if col in ("model", "family", "flag") else "right")
+    for c in cards:
+        flag = "published ≠ computed" if c.discrepancies else ""
+        table.add_row(c.name, c.family, _fmt(c.top1), _fmt(c.top5), str(c.crop_size),
+                      _fmt(c.params_m, 2), _fmt(c.flops_g, 2), flag)
+    console.print(table)
+    console.print("Details: edgekit zoo show NAME", style="dim")
+
+
+@zoo_app.command("show")
+def zoo_show(name: str = typer.Argument(..., help="Exact zoo model name, e.g. ResNet50_vd."),
+             as_json: bool = typer.Option(False, "--json", help="Print the card as JSON.")) -> None:
+    """Show one model card: accuracy, size, cost, preprocessing, TensorRT latency."""
+    from edgekit import api
+
+    try:
+        card = api.get_card(name)
+    except EdgekitError as exc:
+        _fail(exc)
+    if as_json:
+        console.print_json(json.dumps(card.to_dict(), ensure_ascii=False))
+        return
+    d = card.to_dict()
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("model", f"{card.name}  (family {card.family}, seed page {card.seed_page})")
+    head.add_row("top-1 / top-5", f"{_fmt(card.top1)} / {_fmt(card.top5)}")
+    head.add_row("reference top-1 / top-5", f"{_fmt(card.ref_top1)} / {_fmt(card.ref_top5)}")
+    for key, label, unit in (("params_m", "params", "M"), ("flops_g", "FLOPs", "G")):
+        published, computed = d[key], d["computed"][key]
+        text = f"{_fmt(published, 3)} {unit} published, {_fmt(computed, 3)} {unit} computed"
+        if key in card.discrepancies:
+            text += f"  [yellow]⚠ differs by {100 * (card.discrepancies[key]['ratio'] - 1):+.1f}%[/]"
+        head.add_row(label, text)
+    head.add_row("conventions", f"params: {d['computed']['params_convention']}; "
+                                f"FLOPs: {d['computed']['flops_convention']}")
+    p = card.preprocessing
+    head.add_row("preprocessing", f"decode {p.channel_order}, resize short side to {p.resize_short} "
+                                  f"({p.interpolation}), center crop {p.crop}, x{p.scale:.6g}, "
+                                  f"mean {list(p.mean)}, std {list(p.std)}, {p.layout}")
+    for note in card.notes:
+        head.add_row("note", note)
+    console.print(head)
+    from edgekit.zoo.cards import LATENCY_PROFILES
+
+    lat = Table(title="Published TensorRT latency (ms)")
+    lat.add_column("profile")
+    for b in (1, 4, 8):
+        lat.add_column(f"batch {b}", justify="right")
+    for profile, label in LATENCY_PROFILES.items():
+        cells = card.latency_ms.get(profile, {})
+        lat.add_row(label, *(_fmt(cells.get(b), 2) for b in (1, 4, 8)))
+    console.print(lat)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
+    """Which runtimes, converters and toolchains are usable here, with versions."""
+    from edgekit import api
+
+    checks = api.doctor()
+    if as_json:
+        json.dump([c.to_dict() for c in checks], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        table = Table(title="edgekit doctor")
+        for col in ("component", "role", "status", "version", "detail"):
+            table.add_column(col)
+        for c in checks:
+            table.add_row(c.component, c.role, "[green]ok[/]" if c.ok else "[red]missing[/]", c.version, c.detail)
+        console.print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,48 @@
+"""What this machine can run: runtimes, converters and toolchains, with versions."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Check:
+    component: str
+    role: str
+    ok: bool
+    version: str
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# (import name, distribution name, what it is for edgekit)
+_PYTHON_COMPONENTS = [
+    ("paddle", "paddlepaddle", "source models, Paddle Inference runtime"),
+    ("paddleslim", "paddleslim", "quantization (PTQ/QAT)"),
+    ("paddle2onnx", "paddle2onnx", "Paddle -> ONNX converter"),
+    ("onnx", "onnx", "ONNX graph checks"),
+    ("onnxruntime", "onnxruntime", "ONNX runtime"),
+    ("openvino", "openvino", "OpenVINO runtime and converter"),
+    ("cv2", "opencv-python", "image decoding and preprocessing"),
+    ("numpy", "numpy", "arrays"),
+]
+
+
+def _python_component(module: str, dist: str, role: str) -> Check:
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # a broken install is exactly what doctor reports
+        return Check(dist, role, False, "", f"import {module} failed: {type(exc).__name__}: {exc}")
+    return Check(dist, role, True, importlib.metadata.version(dist))
+
+
+def run_checks() -> list[Check]:
+    checks = [Check("python", "interpreter", True, platform.python_version(),
+                    f"{platform.system()} {platform.machine()}")]
+    checks += [_python_component(*component) for component in _PYTHON_COMPONENTS]
+    return checks
