@@ -20,11 +20,7 @@ warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="edgekit: PaddleClas classifiers to edge artifacts, validated and benchmarked.")
-zoo_# Import-time noise from paddle's extension utilities and setuptools, not actionable for users.
-warnings.filterwarnings("ignore", message="No ccache found")
-warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
-
-app = typer.Typer(no_args_is_help=True, help="The model zoo: every PaddleClas model of the seed pages.")
+zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: every PaddleClas model of the seed pages.")
 app.add_typer(zoo_app, name="zoo")
 
 console = Console()

@@ -117,8 +117,8 @@ class MBConv(nn.Layer):
         hidden = in_channels * expand
         if expand != 1:
             self._ecn = Nested(ConvBN(in_channels, hidden, 1, swish=True))
-        self._dcn = Nested(ConvBN(hidden, hidden, kernel, stride, conv_padding(kernel, stride, padding, input_size),
-                                  groups=hidden, swish=True))
+        depthwise_padding = conv_padding(kernel, stride, padding, input_size)
+        self._dcn = Nested(ConvBN(hidden, hidden, kernel, stride, depthwise_padding, groups=hidden, swish=True))
         if use_se:
             self._se = SqueezeExcitation(hidden, max(1, int(in_channels * _SE_RATIO)))
         self._pcn = Nested(ConvBN(hidden, out_channels, 1))
@@ -161,10 +161,11 @@ class Features(nn.Layer):
         for repeats, kernel, stride, expand, cin, cout in stages:
             for repeat in range(repeats):
                 index = len(self.blocks)
-                block = MBConv(cin if repeat == 0 else cout, cout, kernel, stride if repeat == 0 else 1, expand,
+                first = repeat == 0
+                block = MBConv(cin if first else cout, cout, kernel, stride if first else 1, expand,
                                padding, size, use_se, drop_connect_rate * index / total_blocks)
                 # PaddleClas' generated names: a stage's first block vs its repeats.
-                name = f"_blocks.{index}." if repeat == 0 else f"block.{index}."
+                name = f"_blocks.{index}." if first else f"block.{index}."
                 self.blocks.append(self.add_sublayer(name, block))
             size = math.ceil(size / stride)
         self.out_channels = stages[-1][-1]

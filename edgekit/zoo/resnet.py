@@ -74,8 +74,6 @@ class _ResidualBlock(nn.Layer):
     striding, so it no longer skips three quarters of its input.
     """
 
-    expansion = 1
-
     def _make_shortcut(self, conv_bn, in_ch: int, out_ch: int, stride: int, project: bool, avg_down: bool):
         self.pool = self.short = None
         if not project:

@@ -1,0 +1,1 @@
+"""Example apps written into bundles (templates as package data)."""

@@ -1,0 +1,326 @@
+"""`edgekit build`: a zoo model + weights -> a verified bundle for one target.
+
+Config precedence is resolved once, in `plan_build`: defaults < model card <
+target < CLI. Everything a user can get wrong is checked there, before any
+work starts; `run_build` then exports, converts, checks parity and commits
+the bundle atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekit import __version__
+from edgekit.bundle import SCHEMA_VERSION, atomic_directory, write_manifest
+from edgekit.errors import EdgekitError
+from edgekit.export import paddle as paddle_export
+from edgekit.parity import compare_logits, within
+from edgekit.targets import Target, get_target
+from edgekit.zoo import get_entry
+from edgekit.zoo.cards import ModelCard, get_card
+
+Progress = Callable[[str], None]
+
+RANDOM_INIT = "random-init"
+TOOL_DISTRIBUTIONS = ("paddlepaddle", "paddle2onnx", "onnx", "onnxruntime", "openvino", "opencv-python", "numpy")
+
+
+@dataclass
+class BuildPlan:
+    model: str
+    target: Target
+    precision: str
+    card: ModelCard
+    num_classes: int
+    options: dict[str, Any]
+    out: Path
+    force: bool
+    weights: Path | None = None
+    inference_model: Path | None = None
+    labels: list[str] | None = None
+    seed: int = 0
+
+    @property
+    def weights_source(self) -> str:
+        if self.weights:
+            return str(self.weights)
+        if self.inference_model:
+            return str(self.inference_model)
+        return RANDOM_INIT
+
+
+@dataclass
+class StepRecord:
+    name: str
+    seconds: float
+    output: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "seconds": round(self.seconds, 3), "output": self.output, "size": self.size}
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    manifest: dict[str, Any]
+    steps: list[StepRecord] = field(default_factory=list)
+
+
+def default_out_dir(model: str, target: str, precision: str) -> Path:
+    return Path("dist") / f"{model}-{target}-{precision}"
+
+
+def _inference_model_files(directory: Path) -> tuple[Path, Path]:
+    params = directory / "inference.pdiparams"
+    for name in ("inference.pdmodel", "inference.json"):
+        if (directory / name).is_file() and params.is_file():
+            return directory / name, params
+    raise EdgekitError(f"--inference-model {directory} is not a PaddleClas inference model directory: expected "
+                       "inference.pdmodel + inference.pdiparams (Paddle 2.x / legacy export) or "
+                       "inference.json + inference.pdiparams (Paddle 3).")
+
+
+def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str | Path | None = None,
+               inference_model: str | Path | None = None, out: str | Path | None = None, force: bool = False,
+               num_classes: int | None = None, labels: str | Path | None = None,
+               options: dict[str, str] | None = None) -> BuildPlan:
+    """Resolve and check every input; raises EdgekitError before any work starts."""
+    get_entry(model)
+    card = get_card(model)
+    target_spec = get_target(target)
+    target_spec.check_precision(precision)
+    resolved_options = target_spec.resolve_options(options or {})
+    if weights and inference_model:
+        raise EdgekitError("Give either --weights or --inference-model, not both.")
+    weights_path = Path(weights) if weights else None
+    if weights_path and not weights_path.is_file():
+        raise EdgekitError(f"--weights {weights_path} does not exist (expected a PaddleClas .pdparams file).")
+    inference_dir = Path(inference_model) if inference_model else None
+    if inference_dir:
+        model_file, _ = _inference_model_files(inference_dir)
+        if model_file.suffix == ".json" and target_spec.runtime in ("paddle-lite", "openvino"):
+            raise EdgekitError(
+                f"--inference-model {inference_dir} holds a Paddle 3 PIR program (inference.json), which "
+                f"the {target_spec.runtime} toolchain cannot read. Pass the training weights with --weights "
+                "instead (edgekit exports the legacy program itself), or re-export with "
+                "FLAGS_enable_pir_api=0 set so Paddle writes inference.pdmodel.")
+    label_list = None
+    if labels:
+        labels_path = Path(labels)
+        if not labels_path.is_file():
+            raise EdgekitError(f"--labels {labels_path} does not exist (expected one class name per line).")
+        label_list = [line.strip() for line in labels_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if num_classes is None:
+        num_classes = len(label_list) if label_list else 1000
+    if label_list is not None and len(label_list) != num_classes:
+        raise EdgekitError(f"--labels {labels} has {len(label_list)} names but the model has {num_classes} "
+                           "classes; give one name per class (or fix --num-classes).")
+    out_dir = Path(out) if out else default_out_dir(model, target, precision)
+    if out_dir.exists() and not force:
+        raise EdgekitError(f"Output directory {out_dir} already exists; pass --force to replace it, "
+                           "or choose another --out.")
+    return BuildPlan(model=model, target=target_spec, precision=precision, card=card, num_classes=num_classes,
+                     options=resolved_options, out=out_dir, force=force, weights=weights_path,
+                     inference_model=inference_dir, labels=label_list)
+
+
+def _timed(steps: list[StepRecord], progress: Progress | None, name: str, fn, *args, **kwargs) -> Path:
+    """Run one conversion step: time it, check it produced a non-empty output, record it."""
+    if progress:
+        progress(name)
+    start = time.perf_counter()
+    output = Path(fn(*args, **kwargs))
+    seconds = time.perf_counter() - start
+    if not output.is_file() or output.stat().st_size == 0:
+        raise EdgekitError(f"Build step {name} produced no output at {output}.")
+    steps.append(StepRecord(name, seconds, output.name, output.stat().st_size))
+    return output
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"edgekit": __version__, "python": platform.python_version()}
+    for dist in TOOL_DISTRIBUTIONS:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _source_model(plan: BuildPlan, work: Path):
+    """The Paddle model the artifact must reproduce, and the .pdparams it was built from."""
+    import paddle
+
+    from edgekit.zoo import create_model
+    from edgekit.zoo.weights import load_weights
+
+    paddle.seed(plan.seed)
+    model = create_model(plan.model, num_classes=plan.num_classes)
+    sha = None
+    if plan.weights:
+        sha = load_weights(model, plan.weights)
+        weights_file = plan.weights
+    else:
+        weights_file = work / "random-init.pdparams"
+        paddle.save(model.state_dict(), str(weights_file))
+    model.eval()
+    return model, weights_file, sha
+
+
+def _parity_images(plan: BuildPlan) -> tuple[list[str], np.ndarray]:
+    from edgekit.data.preprocess import preprocess_batch
+    from edgekit.data.samples import sample_photos
+
+    photos = sample_photos()
+    return list(photos), preprocess_batch(list(photos.values()), plan.card.preprocessing)
+
+
+def _paddle_logits(model, batch: np.ndarray) -> np.ndarray:
+    import paddle
+
+    with paddle.no_grad():
+        return model(paddle.to_tensor(batch)).numpy()
+
+
+def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
+    from edgekit.apps.python import python_app
+    from edgekit.export.onnx import onnx_fp32_to_fp16, paddle2onnx
+    from edgekit.export.openvino import onnx2openvino
+    from edgekit.runtime.backends import open_backend
+
+    steps: list[StepRecord] = []
+    target = plan.target
+    if target.runtime == "paddle-lite":
+        from edgekit.toolchains import paddle_lite
+
+        paddle_lite.ensure_installed(progress=progress)
+    work = Path(tempfile.mkdtemp(prefix="edgekit-build-"))
+    try:
+        with atomic_directory(plan.out, plan.force) as bundle:
+            size = plan.card.crop_size
+            # 1. The source: a Paddle inference program (and, from weights, the live model).
+            if plan.inference_model:
+                source_model = None
+                program, params = _inference_model_files(plan.inference_model)
+                weights_sha = None
+            else:
+                source_model, weights_file, weights_sha = _source_model(plan, work)
+                program = _timed(steps, progress, "export paddle program", paddle_export.export_legacy_program,
+                                 plan.model, plan.num_classes, weights_file, work / "paddle", size)
+                params = program.with_suffix(".pdiparams")
+            # 2. The target's converters.
+            if target.runtime == "paddle-inference":
+                model_file = bundle / ("model" + program.suffix)
+                shutil.copyfile(program, model_file)
+                shutil.copyfile(params, bundle / "model.pdiparams")
+            elif target.runtime in ("onnxruntime", "openvino"):
+                onnx_file = _timed(steps, progress, "paddle2onnx", paddle2onnx, program, params,
+                                   work / "model.onnx", plan.options["opset"])
+                if target.runtime == "onnxruntime":
+                    if plan.precision == "fp16":
+                        model_file = _timed(steps, progress, "onnx fp16", onnx_fp32_to_fp16, onnx_file,
+                                            bundle / "model.onnx")
+                    else:
+                        model_file = bundle / "model.onnx"
+                        shutil.copyfile(onnx_file, model_file)
+                else:
+                    model_file = _timed(steps, progress, "onnx2openvino", onnx2openvino, onnx_file,
+                                        bundle / "model.xml", plan.precision == "fp16")
+            elif target.runtime == "paddle-lite":
+                from edgekit.export.lite import paddle2lite
+
+                model_file = _timed(steps, progress, "paddle2lite", paddle2lite, program, params,
+                                    bundle / "model.nb", plan.options["arch"])
+            # 3. Parity: the artifact against its source on the same real photos.
+            parity = _measure_parity(plan, model_file, program, source_model, steps, progress, open_backend)
+            # 4. What an app needs beside the model.
+            _write_app(plan, bundle, python_app)
+            if plan.labels:
+                (bundle / "labels.txt").write_text("\n".join(plan.labels) + "\n", encoding="utf-8")
+            manifest = _manifest(plan, model_file.name, weights_sha, parity, steps)
+            write_manifest(bundle, manifest)
+        return BuildResult(plan.out, manifest, steps)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure_parity(plan, model_file, program, source_model, steps, progress, open_backend) -> dict[str, Any]:
+    target = plan.target
+    if not target.runs_on_host:
+        return {"measured": False,
+                "reason": f"{target.name} artifacts hold {plan.options.get('arch', 'ARM')} kernels and cannot run "
+                          f"on this {platform.machine()} build host; validate on the device "
+                          "(`edgekit validate --device ssh://... or adb://...`)."}
+    if progress:
+        progress("parity check")
+    start = time.perf_counter()
+    names, batch = _parity_images(plan)
+    if source_model is not None:
+        reference = _paddle_logits(source_model, batch)
+        reference_name = "paddle dygraph model (source weights)"
+    else:
+        reference = open_backend("paddle-inference", program)(batch)
+        reference_name = f"Paddle Inference on {program.name}"
+    backend = open_backend(target.runtime, model_file)
+    candidate = backend(batch)
+    metrics = compare_logits(reference, candidate)
+    tolerance = target.parity[plan.precision]
+    failures = within(metrics, tolerance)
+    steps.append(StepRecord("parity check", time.perf_counter() - start, model_file.name, model_file.stat().st_size))
+    record = {"measured": True, "reference": reference_name, "runtime": target.runtime,
+              "runtime_precision": backend.precision, "images": names, **metrics,
+              "tolerance": tolerance.model_dump(), "passed": not failures}
+    if failures:
+        raise EdgekitError(f"Parity check failed for {plan.model} -> {target.name} ({plan.precision}): "
+                           f"{'; '.join(failures)} on {len(names)} sample photos. The exported model does not "
+                           "compute what the Paddle model computes; nothing was written.")
+    return record
+
+
+def _write_app(plan: BuildPlan, bundle: Path, python_app) -> None:
+    app = bundle / "app"
+    app.mkdir()
+    if plan.target.app == "python":
+        (app / "predict.py").write_text(python_app(plan.target.runtime))
+    else:
+        from edgekit.export.lite import write_cpp_app
+
+        write_cpp_app(app, plan.card.preprocessing)
+
+
+def _manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, parity: dict, steps) -> dict[str, Any]:
+    card = plan.card
+    size = card.crop_size
+    return {
+        "schema": SCHEMA_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"name": plan.model, "family": card.family, "num_classes": plan.num_classes,
+                  "published": {"top1": card.top1, "top5": card.top5, "flops_g": card.flops_g,
+                                "params_m": card.params_m}},
+        "weights": {"source": plan.weights_source, "sha256": weights_sha,
+                    "random_init": plan.weights_source == RANDOM_INIT},
+        "target": {"name": plan.target.name, "runtime": plan.target.runtime, "format": plan.target.format,
+                   "precision": plan.precision, "options": plan.options},
+        "recipe": {"name": plan.precision, "passes": []},
+        "artifact": {"model_file": model_file},
+        "input": {"name": paddle_export.INPUT_NAME, "shape": [-1, 3, size, size], "layout": "NCHW",
+                  "dtype": "float32"},
+        "output": {"shape": [-1, plan.num_classes], "kind": "logits"},
+        "preprocessing": card.preprocessing.to_dict(),
+        "labels": "labels.txt" if plan.labels else None,
+        "parity": parity,
+        "build": {"steps": [s.to_dict() for s in steps], "host": f"{platform.system()} {platform.machine()}"},
+        "tools": _tool_versions(),
+        "validations": [],
+    }

@@ -1,0 +1,1 @@
+"""Images in, tensors out: decoding, preprocessing, sample photos."""

@@ -1,0 +1,1 @@
+"""Converters: pure src -> dst functions, one per format, plus the step wrapper."""

@@ -1,0 +1,80 @@
+"""What apps import: load a bundle, classify images with its own preprocessing.
+
+    from edgekit.runtime import load
+    classifier = load("dist/ResNet50_vd-onnx-fp32")
+    for pred in classifier.predict(["cat.jpg"])[0]:
+        print(pred.class_id, pred.score, pred.label)
+
+Needs numpy, OpenCV and the one runtime the bundle uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgekit.bundle import read_manifest, verify_files
+from edgekit.data.preprocess import decode_image, preprocess_batch
+from edgekit.errors import EdgekitError
+from edgekit.runtime.backends import open_backend
+from edgekit.zoo.cards import Preprocessing
+
+
+@dataclass(frozen=True)
+class Prediction:
+    class_id: int
+    score: float
+    label: str | None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Classifier:
+    def __init__(self, root: Path, manifest: dict, backend):
+        self.root = root
+        self.manifest = manifest
+        self.backend = backend
+        self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
+        labels = root / "labels.txt"
+        self.labels = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for an already preprocessed float32 NCHW batch."""
+        return self.backend(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def prepare(self, images: Sequence[str | Path | np.ndarray]) -> np.ndarray:
+        decoded = [decode_image(i) if isinstance(i, (str, Path)) else i for i in images]
+        return preprocess_batch(decoded, self.preprocessing)
+
+    def predict(self, images: Sequence[str | Path | np.ndarray], topk: int = 5) -> list[list[Prediction]]:
+        """Top-k per image; images are file paths or RGB uint8 arrays."""
+        probs = softmax(self.run(self.prepare(images)).astype(np.float64))
+        results = []
+        for row in probs:
+            top = np.argsort(-row)[:topk]
+            results.append([Prediction(int(c), float(row[c]), self.labels[c] if self.labels else None)
+                            for c in top])
+        return results
+
+
+def load(bundle_dir: str | Path, verify: bool = True, **backend_options) -> Classifier:
+    """Open a bundle: check its files against the manifest, pick the backend it names."""
+    root = Path(bundle_dir)
+    manifest = read_manifest(root)
+    if verify:
+        verify_files(root, manifest)
+    model_file = root / manifest["artifact"]["model_file"]
+    if not model_file.is_file():
+        raise EdgekitError(f"Bundle {root} names model file {model_file.name}, which is missing.")
+    backend = open_backend(manifest["target"]["runtime"], model_file, **backend_options)
+    return Classifier(root, manifest, backend)
+
+
+__all__ = ["Classifier", "Prediction", "load", "softmax"]

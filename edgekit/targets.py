@@ -1,0 +1,92 @@
+"""Targets: what each runtime needs, as data files looked up by name.
+
+A target file (targets/*.yaml, shipped as package data) names the artifact
+format, the runtime, the precisions it supports, its options with defaults
+and choices, and the parity tolerance per precision. Options are checked
+before any work starts.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgekit.errors import EdgekitError, suggest
+
+
+class OptionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    default: Any
+    choices: list[Any] | None = None
+    help: str = ""
+
+
+class Tolerance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_abs_diff: float
+    min_cosine: float
+    min_top1_agreement: float
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str
+    format: str
+    runtime: Literal["onnxruntime", "openvino", "paddle-inference", "paddle-lite"]
+    precisions: list[Literal["fp32", "fp16", "int8"]]
+    runs_on_host: bool
+    app: Literal["python", "cpp"]
+    options: dict[str, OptionSpec] = Field(default_factory=dict)
+    parity: dict[str, Tolerance] = Field(default_factory=dict)
+
+    def resolve_options(self, given: dict[str, str]) -> dict[str, Any]:
+        """Defaults overlaid with user options, each checked against the target's spec."""
+        resolved = {key: spec.default for key, spec in self.options.items()}
+        for key, raw in given.items():
+            if key not in self.options:
+                known = ", ".join(self.options) or "none"
+                raise EdgekitError(f"Target {self.name!r} has no option {key!r} (its options: {known}).")
+            spec = self.options[key]
+            value = type(spec.default)(raw) if not isinstance(raw, type(spec.default)) else raw
+            if spec.choices is not None and value not in spec.choices:
+                raise EdgekitError(f"Option {key}={raw!r} is not valid for target {self.name!r}: "
+                                   f"expected one of {', '.join(map(str, spec.choices))}.")
+            resolved[key] = value
+        return resolved
+
+    def check_precision(self, precision: str) -> None:
+        if precision not in self.precisions:
+            raise EdgekitError(f"Target {self.name!r} does not support precision {precision!r}: "
+                               f"it supports {', '.join(self.precisions)}.")
+
+
+@lru_cache(maxsize=None)
+def _load_all() -> dict[str, Target]:
+    targets = {}
+    for entry in resources.files("edgekit._targets").iterdir():
+        if not entry.name.endswith(".yaml"):
+            continue
+        raw = yaml.safe_load(entry.read_text(encoding="utf-8"))
+        try:
+            target = Target.model_validate(raw)
+        except ValidationError as exc:
+            raise EdgekitError(f"Target file targets/{entry.name} is invalid: {exc}") from None
+        targets[target.name] = target
+    return targets
+
+
+def list_targets() -> list[Target]:
+    return sorted(_load_all().values(), key=lambda t: t.name)
+
+
+def get_target(name: str) -> Target:
+    targets = _load_all()
+    if name not in targets:
+        raise EdgekitError(f"Unknown target {name!r}.{suggest(name, list(targets))} "
+                           f"Available targets: {', '.join(sorted(targets))} (see `edgekit targets`).")
+    return targets[name]
