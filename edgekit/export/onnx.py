@@ -18,7 +18,8 @@ def paddle2onnx(model_file: Path, params_file: Path, dst: Path, opset: int = 13)
     """
     import paddle2onnx as p2o
 
-    with _captured_stdout() as log:
+    log: list[str] = []
+    with _captured_stdout(log):
         try:
             p2o.export(str(model_file), str(params_file), str(dst), opset_version=opset,
                        enable_onnx_checker=True, optimize_tool="onnxoptimizer", verbose=False)
@@ -26,22 +27,23 @@ def paddle2onnx(model_file: Path, params_file: Path, dst: Path, opset: int = 13)
         except Exception as exc:
             error = exc
     if error is not None or not dst.is_file():
-        raise EdgekitError(f"paddle2onnx could not convert {model_file}: {error}\n{log.read()[-1500:]}")
+        raise EdgekitError(f"paddle2onnx could not convert {model_file}: {error}\n{''.join(log)[-1500:]}")
     return dst
 
 
 @contextlib.contextmanager
-def _captured_stdout():
-    """paddle2onnx's C++ core prints to fd 1; keep it out of the user's terminal."""
+def _captured_stdout(sink: list[str]):
+    """paddle2onnx's C++ core prints to fd 1; keep it out of the user's terminal, in `sink`."""
     with tempfile.TemporaryFile(mode="w+") as log:
         saved = os.dup(1)
         try:
             os.dup2(log.fileno(), 1)
-            yield log
+            yield
         finally:
             os.dup2(saved, 1)
             os.close(saved)
             log.seek(0)
+            sink.append(log.read())
 
 
 def onnx_fp32_to_fp16(src: Path, dst: Path) -> Path:
