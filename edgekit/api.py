@@ -5,7 +5,8 @@ from __future__ import annotations
 from edgekit.zoo import create_model, list_families, list_models
 from edgekit.zoo.cards import ModelCard, get_card
 
-__all__ = ["create_model", "list_models", "list_families", "get_card", "zoo_cards", "doctor"]
+__all__ = ["create_model", "list_models", "list_families", "get_card", "zoo_cards", "doctor", "build",
+           "targets"]
 
 
 def zoo_cards(family: str | None = None) -> list[ModelCard]:
@@ -23,3 +24,24 @@ def doctor():
     from edgekit.doctor import run_checks
 
     return run_checks()
+
+
+def build(model: str, target: str, precision: str = "fp32", *, weights=None, inference_model=None, out=None,
+          force: bool = False, num_classes: int | None = None, labels=None, options: dict | None = None,
+          progress=None):
+    """Export `model` for `target` into a verified bundle directory; returns a BuildResult.
+
+    All inputs are checked before any work starts (EdgekitError on bad input).
+    """
+    from edgekit.build import plan_build, run_build
+
+    plan = plan_build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
+                      force=force, num_classes=num_classes, labels=labels, options=options)
+    return run_build(plan, progress=progress)
+
+
+def targets():
+    """Every target edgekit can build, with the precisions and options it supports."""
+    from edgekit.targets import list_targets
+
+    return list_targets()

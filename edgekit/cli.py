@@ -138,3 +138,82 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the checks 
         console.print(table)
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(EdgekitError(f"--option {pair!r} is not KEY=VALUE (for example --option arch=armv7)."))
+        options[key] = value
+    return options
+
+
+@app.command()
+def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientNetB0_small."),
+          target: str = typer.Option(..., "--target", "-t", help="Target name (see `edgekit targets`)."),
+          weights: Optional[str] = typer.Option(None, help="PaddleClas .pdparams weights."),
+          inference_model: Optional[str] = typer.Option(None, help="PaddleClas inference model directory."),
+          precision: str = typer.Option("fp32", help="fp32 or fp16 (where the target supports it)."),
+          out: Optional[str] = typer.Option(None, help="Bundle directory [default: dist/<model>-<target>-<precision>]."),
+          force: bool = typer.Option(False, help="Replace an existing output directory."),
+          num_classes: Optional[int] = typer.Option(None, help="Classes of the checkpoint [default: labels or 1000]."),
+          labels: Optional[str] = typer.Option(None, help="Class names, one per line; copied into the bundle."),
+          option: list[str] = typer.Option([], "--option", "-o", help="Target option KEY=VALUE."),
+          as_json: bool = typer.Option(False, "--json", help="Print the bundle manifest as JSON.")) -> None:
+    """Export a zoo model to an app-embeddable bundle for one target runtime."""
+    from edgekit import api
+
+    if not weights and not inference_model:
+        err_console.print(f"[bold yellow]WARNING: no --weights or --inference-model given: building {model} with "
+                          "RANDOM INITIALISATION. The bundle is marked weights: random-init and classifies "
+                          "nothing meaningful.[/]")
+    try:
+        with console.status("starting") as status:
+            result = api.build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
+                               force=force, num_classes=num_classes, labels=labels, options=_parse_options(option),
+                               progress=lambda step: status.update(f"[bold]{step}[/] ..."))
+    except EdgekitError as exc:
+        _fail(exc)
+    manifest = result.manifest
+    if as_json:
+        json.dump(manifest, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    table = Table(title=f"built {result.path}")
+    for col in ("step", "seconds", "output", "size (MB)"):
+        table.add_column(col, justify="left" if col in ("step", "output") else "right")
+    for s in result.steps:
+        table.add_row(s.name, f"{s.seconds:.2f}", s.output, f"{s.size / 1e6:.1f}")
+    console.print(table)
+    parity = manifest["parity"]
+    if parity["measured"]:
+        console.print(f"parity vs {parity['reference']} on {len(parity['images'])} photos: max |diff| "
+                      f"{parity['max_abs_diff']:.2e}, cosine {parity['min_cosine']:.6f}, top-1 agreement "
+                      f"{parity['top1_agreement']:.0%} ({parity['runtime']}, {parity['runtime_precision']})")
+    else:
+        console.print(f"[yellow]parity not measured on this host:[/] {parity['reason']}")
+    console.print(f"next: python {result.path}/app/predict.py IMAGE   or   edgekit validate {result.path} --data DATA",
+                  style="dim")
+
+
+@app.command("targets")
+def list_targets_cmd(as_json: bool = typer.Option(False, "--json", help="Print targets as JSON.")) -> None:
+    """List build targets: format, runtime, precisions and options."""
+    from edgekit import api
+
+    targets = api.targets()
+    if as_json:
+        json.dump([t.model_dump() for t in targets], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    table = Table(title="edgekit targets")
+    for col in ("target", "format", "runtime", "precisions", "options", "runs here"):
+        table.add_column(col)
+    for t in targets:
+        opts = ", ".join(f"{k}={v.default}" + (f" ({'|'.join(map(str, v.choices))})" if v.choices else "")
+                         for k, v in t.options.items())
+        table.add_row(t.name, t.format, t.runtime, ", ".join(t.precisions), opts or "—",
+                      "yes" if t.runs_on_host else "no (device)")
+    console.print(table)

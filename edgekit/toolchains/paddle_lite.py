@@ -413,6 +413,7 @@ def _build(staging: Path, report: Callable[[str, int, int], None]) -> None:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "pins": _pins_as_dict(), "files": _record(staging)}
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    staging.chmod(0o755)  # mkdtemp made it private; the toolchain is as readable as any cache
     report("Paddle Lite toolchain ready", total, total)
 
 
