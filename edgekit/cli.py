@@ -28,7 +28,7 @@ err_console = Console(stderr=True)
 
 
 def _fail(exc: EdgekitError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 

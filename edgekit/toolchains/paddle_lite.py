@@ -364,7 +364,7 @@ def _debian_mirror() -> str:
 
 
 def _build(staging: Path, report: Callable[[str, int, int], None]) -> None:
-    total = 1 + len(DEBIAN_PACKAGES) + len(WHEELS) + 3
+    total = 2 + len(WHEELS) + 3
     done = 0
 
     def step(text: str) -> None:
@@ -377,9 +377,9 @@ def _build(staging: Path, report: Callable[[str, int, int], None]) -> None:
     apt = _PrivateApt(staging / "apt", _debian_mirror(), _debian_keyring())
     step(f"Reading the Debian {DEBIAN_SUITE} package index from {apt.mirror}")
     apt.update()
+    step(f"Downloading {len(DEBIAN_PACKAGES)} Debian packages (CPython 3.9 and the libraries it needs)")
+    apt.download(DEBIAN_PACKAGES, downloads)  # one apt-get run: each run re-reads the whole index
     for pin in DEBIAN_PACKAGES:
-        step(f"Downloading {pin.name} {pin.version}")
-        apt.download(pin, downloads)
         _check_sha256(downloads / pin.filename, pin)
     for pin in WHEELS:
         step(f"Downloading {pin.name} {pin.version} (cp39 wheel)")
@@ -456,12 +456,13 @@ class _PrivateApt:
                 f"(set {MIRROR_ENV_VAR} to another Debian mirror if this one is unreachable):\n"
                 f"{_tail(proc)}\n" + _BRING_YOUR_OWN)
 
-    def download(self, pin: Pinned, dest: Path) -> None:
-        proc = _run(["apt-get", *self.options, "download", f"{pin.name}={pin.version}"],
-                    cwd=dest, timeout=900, check=False)
-        if proc.returncode != 0 or not (dest / pin.filename).is_file():
-            raise EdgekitError(f"apt-get could not download {pin.name} {pin.version} from {self.mirror}:\n"
-                               f"{_tail(proc)}\n" + _BRING_YOUR_OWN)
+    def download(self, pins: Sequence[Pinned], dest: Path) -> None:
+        proc = _run(["apt-get", *self.options, "download", *(f"{pin.name}={pin.version}" for pin in pins)],
+                    cwd=dest, timeout=1800, check=False)
+        missing = [f"{pin.name} {pin.version}" for pin in pins if not (dest / pin.filename).is_file()]
+        if proc.returncode != 0 or missing:
+            raise EdgekitError(f"apt-get could not download {', '.join(missing) or 'the packages'} "
+                               f"from {self.mirror}:\n{_tail(proc)}\n" + _BRING_YOUR_OWN)
 
 
 def _pip_download(pin: Pinned, dest: Path) -> None:
