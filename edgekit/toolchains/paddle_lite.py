@@ -263,7 +263,46 @@ def run_opt(model_file: str | os.PathLike, params_file: str | os.PathLike, out_p
         raise EdgekitError(
             f"Paddle Lite {toolchain.lite_version} optimizer failed on {model_file} "
             f"(valid places {valid_places!r}, {_exit_text(proc.returncode)}):\n{_tail(proc)}")
+    _zero_version_padding(nb_path)
     return nb_path
+
+
+# Naive-buffer layout (Lite 2.x): uint16 meta version, char[16] optimizer
+# version (NUL-terminated), uint64 topology size, topology, then params.
+_NB_VERSION_FIELD = slice(2, 18)
+_NB_TOPOLOGY_OFFSET = 26
+# Lite's TargetType enum, as it appears in kernel keys "op/alias/target/precision/layout".
+_NB_TARGETS = {"1": "host", "2": "x86", "3": "cuda", "4": "arm", "5": "opencl", "6": "any"}
+
+
+def nb_info(nb_path: str | os.PathLike) -> dict:
+    """What a `.nb` says about itself: format meta version, optimizer version, kernel targets."""
+    import struct
+
+    path = Path(nb_path)
+    with open(path, "rb") as stream:
+        head = stream.read(_NB_TOPOLOGY_OFFSET)
+        if len(head) < _NB_TOPOLOGY_OFFSET:
+            raise EdgekitError(f"{path} is too short to be a Paddle Lite naive-buffer model.")
+        (meta_version,) = struct.unpack_from("<H", head, 0)
+        (topology_size,) = struct.unpack_from("<Q", head, _NB_TOPOLOGY_OFFSET - 8)
+        topology = stream.read(min(topology_size, 1 << 30))
+    opt_version = head[_NB_VERSION_FIELD].split(b"\0", 1)[0].decode("ascii", "replace")
+    if not opt_version.startswith("v") or len(topology) != topology_size:
+        raise EdgekitError(f"{path} is not a Paddle Lite naive-buffer model (no optimizer version in its header).")
+    keys = re.findall(rb"[A-Za-z0-9_]+/[A-Za-z0-9_]+/(\d+)/\d+/\d+\x00", topology)
+    targets = sorted({_NB_TARGETS.get(key.decode(), f"target{key.decode()}") for key in keys})
+    return {"meta_version": meta_version, "opt_version": opt_version, "kernel_targets": targets}
+
+
+def _zero_version_padding(nb_path: Path) -> None:
+    """Opt leaves uninitialised bytes after the version string's NUL; zero them so builds are reproducible."""
+    with open(nb_path, "r+b") as stream:
+        field_bytes = stream.read(_NB_VERSION_FIELD.stop)[_NB_VERSION_FIELD]
+        end = field_bytes.find(b"\0")
+        if end >= 0:
+            stream.seek(_NB_VERSION_FIELD.start + end)
+            stream.write(b"\0" * (len(field_bytes) - end))
 
 
 def run_nb(nb_path: str | os.PathLike, inputs, toolchain: ToolchainInfo | None = None,
@@ -279,6 +318,11 @@ def run_nb(nb_path: str | os.PathLike, inputs, toolchain: ToolchainInfo | None =
     nb_path = Path(nb_path)
     if not nb_path.is_file():
         raise EdgekitError(f"Paddle Lite model {nb_path} does not exist.")
+    foreign = set(nb_info(nb_path)["kernel_targets"]) - {"host", "x86", "any"}
+    if foreign:
+        # The x86 light library does not refuse ARM kernels: it returns garbage. Refuse here.
+        raise EdgekitError(f"{nb_path} holds {'/'.join(sorted(foreign))} kernels and cannot run on this host; "
+                           "convert with arch='x86' to run it here, or run it on the device it was built for.")
     arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     toolchain = toolchain or find(install_missing=True)
     with tempfile.TemporaryDirectory(prefix="edgekit-lite-run-") as tmp:
