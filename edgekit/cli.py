@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from typing import Optional
@@ -17,6 +18,7 @@ from edgekit.errors import EdgekitError
 # Import-time noise from paddle's extension utilities and setuptools, not actionable for users.
 warnings.filterwarnings("ignore", message="No ccache found")
 warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's executor INFO lines
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="edgekit: PaddleClas classifiers to edge artifacts, validated and benchmarked.")
@@ -63,10 +65,11 @@ def zoo_list(family: Optional[str] = typer.Option(None, help="Only this family (
         sys.stdout.write("\n")
         return
     table = Table(title=f"edgekit zoo ({len(cards)} models)")
-    for col in ("model", "family", "top-1", "top-5", "crop", "params (M)", "FLOPs (G)", "flag"):
-        table.add_column(col, justify="left" if col in ("model", "family", "flag") else "right")
+    table.add_column("model", no_wrap=True)
+    for col in ("family", "top-1", "top-5", "crop", "params (M)", "FLOPs (G)", "flag"):
+        table.add_column(col, justify="left" if col in ("family", "flag") else "right")
     for c in cards:
-        flag = "published ≠ computed" if c.discrepancies else ""
+        flag = "≠ computed: " + ", ".join(k.split("_")[0] for k in c.discrepancies) if c.discrepancies else ""
         table.add_row(c.name, c.family, _fmt(c.top1), _fmt(c.top5), str(c.crop_size),
                       _fmt(c.params_m, 2), _fmt(c.flops_g, 2), flag)
     console.print(table)
@@ -194,8 +197,7 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
                       f"{parity['top1_agreement']:.0%} ({parity['runtime']}, {parity['runtime_precision']})")
     else:
         console.print(f"[yellow]parity not measured on this host:[/] {parity['reason']}")
-    console.print(f"next: python {result.path}/app/predict.py IMAGE   or   edgekit validate {result.path} --data DATA",
-                  style="dim")
+    console.print(f"next: python {result.path}/app/predict.py IMAGE", style="dim")
 
 
 @app.command("targets")

@@ -149,3 +149,45 @@ def _framework_pb2():
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
+
+
+# ---------------------------------------------------------------- example app
+
+APP_FILES = ("main.cc", "CMakeLists.txt", "README.md")
+PREPROCESS_FILE = "preprocess.txt"
+
+
+def write_lite_app(app_dir: str | os.PathLike, preprocessing: dict) -> Path:
+    """Write the C++ example app (lite_app/) and its `preprocess.txt` into `app_dir`.
+
+    `preprocessing` is a model card's / manifest's preprocessing dict
+    (resize_short, crop, mean, std, scale, interpolation, channel_order, layout).
+    """
+    from importlib import resources
+
+    app_dir = Path(app_dir)
+    app_dir.mkdir(parents=True, exist_ok=True)
+    text = preprocess_txt(preprocessing)
+    source = resources.files("edgekit.export").joinpath("lite_app")
+    for name in APP_FILES:
+        (app_dir / name).write_bytes(source.joinpath(name).read_bytes())
+    (app_dir / PREPROCESS_FILE).write_text(text)
+    return app_dir
+
+
+def preprocess_txt(preprocessing: dict) -> str:
+    """The `key value...` file lite_app/main.cc reads at run time."""
+    pp = {"scale": 1 / 255, "interpolation": "bilinear", "channel_order": "RGB", "layout": "NCHW", **preprocessing}
+    missing = [key for key in ("resize_short", "crop", "mean", "std") if key not in pp]
+    if missing:
+        raise EdgekitError(f"Preprocessing for the Paddle Lite app lacks {', '.join(missing)}.")
+    if pp["interpolation"] != "bilinear" or pp["layout"] != "NCHW" or pp["channel_order"] not in ("RGB", "BGR"):
+        raise EdgekitError("The Paddle Lite example app does bilinear resizing to NCHW RGB/BGR only, not "
+                           f"{pp['interpolation']}/{pp['layout']}/{pp['channel_order']}.")
+    if len(pp["mean"]) != 3 or len(pp["std"]) != 3:
+        raise EdgekitError("Preprocessing mean and std need one value per channel (3).")
+    floats = lambda values: " ".join(repr(float(v)) for v in values)  # noqa: E731
+    return ("# Read by edgekit_lite_classify (main.cc): PaddleClas eval preprocessing of this model.\n"
+            f"resize_short {int(pp['resize_short'])}\ncrop {int(pp['crop'])}\n"
+            f"mean {floats(pp['mean'])}\nstd {floats(pp['std'])}\nscale {float(pp['scale'])!r}\n"
+            f"channel_order {pp['channel_order']}\ninterpolation {pp['interpolation']}\nlayout {pp['layout']}\n")
