@@ -25,8 +25,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: every PaddleClas model of the seed pages.")
 app.add_typer(zoo_app, name="zoo")
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output is not squeezed into 80 columns; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _fail(exc: EdgekitError) -> None:
@@ -69,7 +70,8 @@ def zoo_list(family: Optional[str] = typer.Option(None, help="Only this family (
     for col in ("family", "top-1", "top-5", "crop", "params (M)", "FLOPs (G)", "flag"):
         table.add_column(col, justify="left" if col in ("family", "flag") else "right")
     for c in cards:
-        flag = "≠ computed: " + ", ".join(k.split("_")[0] for k in c.discrepancies) if c.discrepancies else ""
+        flag = ("⚠ " + "/".join("params" if k == "params_m" else "FLOPs" for k in c.discrepancies)
+                if c.discrepancies else "")
         table.add_row(c.name, c.family, _fmt(c.top1), _fmt(c.top5), str(c.crop_size),
                       _fmt(c.params_m, 2), _fmt(c.flops_g, 2), flag)
     console.print(table)
