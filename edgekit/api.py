@@ -45,3 +45,14 @@ def targets():
     from edgekit.targets import list_targets
 
     return list_targets()
+
+
+def install_toolchain(name: str, force: bool = False, progress=None):
+    """Provision an external toolchain into the user cache (today: "paddle-lite")."""
+    from edgekit.errors import EdgekitError
+
+    if name != "paddle-lite":
+        raise EdgekitError(f"Unknown toolchain {name!r}; edgekit manages: paddle-lite.")
+    from edgekit.toolchains import paddle_lite
+
+    return paddle_lite.install(progress=progress, force=force)

@@ -204,7 +204,9 @@ def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
     if target.runtime == "paddle-lite":
         from edgekit.toolchains import paddle_lite
 
-        paddle_lite.ensure_installed(progress=progress)
+        paddle_lite.find(install_missing=True,
+                         progress=(lambda step, done, total: progress(f"paddle-lite toolchain: {step}"))
+                         if progress else None)
     work = Path(tempfile.mkdtemp(prefix="edgekit-build-"))
     try:
         with atomic_directory(plan.out, plan.force) as bundle:
@@ -294,9 +296,9 @@ def _write_app(plan: BuildPlan, bundle: Path, python_app) -> None:
     if plan.target.app == "python":
         (app / "predict.py").write_text(python_app(plan.target.runtime))
     else:
-        from edgekit.export.lite import write_cpp_app
+        from edgekit.export.lite import write_lite_app
 
-        write_cpp_app(app, plan.card.preprocessing)
+        write_lite_app(app, plan.card.preprocessing.to_dict())
 
 
 def _manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, parity: dict, steps) -> dict[str, Any]:

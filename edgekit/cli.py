@@ -24,6 +24,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="edgekit: PaddleClas classifiers to edge artifacts, validated and benchmarked.")
 zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: every PaddleClas model of the seed pages.")
 app.add_typer(zoo_app, name="zoo")
+toolchain_app = typer.Typer(no_args_is_help=True, help="External toolchains edgekit provisions (Paddle Lite).")
+app.add_typer(toolchain_app, name="toolchain")
 
 # Piped output is not squeezed into 80 columns; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -141,7 +143,8 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the checks 
         for c in checks:
             table.add_row(c.component, c.role, "[green]ok[/]" if c.ok else "[red]missing[/]", c.version, c.detail)
         console.print(table)
-    if not all(c.ok for c in checks):
+    # The Lite toolchain is optional until an arm-lite build needs it.
+    if not all(c.ok for c in checks if c.component != "paddle-lite"):
         raise typer.Exit(1)
 
 
@@ -221,3 +224,25 @@ def list_targets_cmd(as_json: bool = typer.Option(False, "--json", help="Print t
         table.add_row(t.name, t.format, t.runtime, ", ".join(t.precisions), opts or "—",
                       "yes" if t.runs_on_host else "no (device)")
     console.print(table)
+
+
+@toolchain_app.command("install")
+def toolchain_install(name: str = typer.Argument(..., help="Toolchain name: paddle-lite."),
+                      force: bool = typer.Option(False, help="Re-provision even if cached.")) -> None:
+    """Download, verify and cache a toolchain (reusable offline afterwards)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgekit import api
+
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      console=err_console) as bar:
+            task = bar.add_task(f"installing {name}", total=None)
+
+            def report(step: str, done: int, total: int) -> None:
+                bar.update(task, description=step, completed=done, total=total or None)
+
+            info = api.install_toolchain(name, force=force, progress=report)
+    except EdgekitError as exc:
+        _fail(exc)
+    console.print(f"{name} {info.lite_version} ready: {info.root or info.python} ({info.source})")

@@ -45,4 +45,17 @@ def run_checks() -> list[Check]:
     checks = [Check("python", "interpreter", True, platform.python_version(),
                     f"{platform.system()} {platform.machine()}")]
     checks += [_python_component(*component) for component in _PYTHON_COMPONENTS]
+    checks.append(_paddle_lite_toolchain())
     return checks
+
+
+def _paddle_lite_toolchain() -> Check:
+    from edgekit.toolchains import paddle_lite
+
+    st = paddle_lite.status()
+    if st["installed"]:
+        return Check("paddle-lite", "arm-lite / x86-lite optimizer (toolchain)", True, st["lite_version"],
+                     f"{st['source']}: {st['path']} (Python {st['python_version']})")
+    return Check("paddle-lite", "arm-lite / x86-lite optimizer (toolchain)", False, "",
+                 "not installed: run `edgekit toolchain install paddle-lite` (or set EDGEKIT_LITE_PYTHON); "
+                 "the first arm-lite build also installs it")

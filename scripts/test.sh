@@ -11,4 +11,6 @@ if [ ! -d .peers/paddleclas/paddleclas/ppcls ]; then
   .venv/bin/pip install -q --disable-pip-version-check --no-deps --target .peers/paddleclas "paddleclas==2.6.0"
 fi
 export EDGEKIT_PADDLECLAS_PEER="$PWD/.peers/paddleclas"
+# The managed Paddle Lite toolchain is provisioned once here and reused by every test.
+export EDGEKIT_CACHE_DIR="${EDGEKIT_CACHE_DIR:-$PWD/.peers/cache}"
 exec .venv/bin/python -m pytest -n 2 "$@"

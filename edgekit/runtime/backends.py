@@ -88,23 +88,40 @@ class PaddleInferenceBackend:
 
 
 class PaddleLiteBackend:
+    """Paddle Lite's light API where `paddlelite` imports (a device, Python <= 3.10);
+    on a build host, x86 `.nb` files run through the managed toolchain instead."""
+
     runtime = "paddle-lite"
 
     def __init__(self, model_path: Path, threads: int | None = None):
-        lite = _require("paddlelite.lite", "paddlelite")
+        try:
+            import paddlelite.lite as lite
+        except ImportError:
+            from edgekit.toolchains import paddle_lite
+
+            toolchain = paddle_lite.find(install_missing=False)
+            self._run = lambda batch: paddle_lite.run_nb(model_path, batch, toolchain=toolchain)
+            self.version = toolchain.lite_version
+            self.precision = "as stored"
+            return
         config = lite.MobileConfig()
         config.set_model_from_file(str(model_path))
         if threads:
             config.set_threads(threads)
-        self.predictor = lite.create_paddle_predictor(config)
+        predictor = lite.create_paddle_predictor(config)
+        self._run = lambda batch: self._run_light_api(predictor, batch)
         self.version = getattr(lite, "__version__", "")
         self.precision = "as stored"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        tensor = self.predictor.get_input(0)
+        return self._run(batch)
+
+    @staticmethod
+    def _run_light_api(predictor, batch: np.ndarray) -> np.ndarray:
+        tensor = predictor.get_input(0)
         tensor.from_numpy(np.ascontiguousarray(batch))
-        self.predictor.run()
-        return self.predictor.get_output(0).numpy()
+        predictor.run()
+        return predictor.get_output(0).numpy()
 
 
 BACKENDS = {cls.runtime: cls for cls in (OnnxRuntimeBackend, OpenVINOBackend, PaddleInferenceBackend,
