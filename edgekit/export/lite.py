@@ -61,6 +61,7 @@ def paddle2lite(model_file: str | os.PathLike, params_file: str | os.PathLike, d
         raise EdgekitError("Paddle Lite's x86 kernels give NaN for quantized (INT8) programs; "
                            "convert quantized models for armv8/armv7, or use the openvino/onnx targets on x86.")
     add_missing_xshape(program)
+    add_missing_swish_beta(program)
     with tempfile.TemporaryDirectory(prefix="edgekit-lite-") as tmp:
         patched = Path(tmp) / "inference.pdmodel"
         patched.write_bytes(program.SerializeToString())
@@ -112,6 +113,22 @@ def add_missing_xshape(program) -> int:
             output.parameter = "XShape"
             output.arguments.append(xshape_name)
             names.add(xshape_name)
+            added += 1
+    return added
+
+
+def add_missing_swish_beta(program) -> int:
+    """Paddle 3 writes `swish` (EfficientNet's activation) without the `beta` attribute
+    Paddle 2.x always set; Lite's optimizer aborts on its absence. beta=1 is what
+    Paddle's swish computes (x * sigmoid(x)). Returns how many ops were patched."""
+    attr_type = _framework_pb2().AttrType.Value("FLOAT")
+    added = 0
+    for block in program.blocks:
+        for op in block.ops:
+            if op.type != "swish" or any(a.name == "beta" for a in op.attrs):
+                continue
+            attr = op.attrs.add()
+            attr.name, attr.type, attr.f = "beta", attr_type, 1.0
             added += 1
     return added
 
