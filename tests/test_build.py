@@ -39,9 +39,12 @@ def test_family_models_cover_every_family():
 
 
 def save_weights(name: str, path: Path, num_classes: int = 10, seed: int = 3) -> Path:
-    paddle.seed(seed)
+    """Random weights with random BatchNorm statistics: logits far from zero, so parity means something."""
+    from peer.paddleclas_ref import randomize
+
     with paddle.utils.unique_name.guard():
         model = create_model(name, num_classes=num_classes)
+    randomize(model, seed)
     paddle.save(model.state_dict(), str(path))
     return path
 
@@ -65,7 +68,7 @@ def test_build_matches_paddle_source(name, target, tmp_path):
     manifest = read_manifest(result.path)
     parity = manifest["parity"]
     assert parity["measured"] and parity["passed"] and parity["top1_agreement"] == 1.0
-    assert parity["min_cosine"] > 0.99999
+    assert parity["min_cosine"] > 0.99999 and parity["reference_max_abs_logit"] > 0.1
     # Independently of the build's own check: the runtime on a real photo.
     from edgekit.runtime import load
 
@@ -141,6 +144,36 @@ def test_tampered_bundle_is_refused(resnet18_onnx, tmp_path):
         f.write(b"\x00\x01\x02")
     with pytest.raises(EdgekitError, match="model.onnx \\(checksum mismatch\\)"):
         load(copy)
+
+
+def test_arm_lite_build_writes_a_verified_nb_and_says_parity_was_not_measured(tmp_path):
+    from edgekit.bundle import verify_files
+
+    weights = save_weights("EfficientNetB0_small", tmp_path / "w.pdparams")
+    result = api.build("EfficientNetB0_small", "arm-lite", weights=weights, out=tmp_path / "b", num_classes=10)
+    manifest = read_manifest(result.path)
+    verify_files(result.path, manifest)
+    nb = result.path / "model.nb"
+    assert nb.stat().st_size > 1_000_000 and nb.read_bytes()[2:10] == b"v2.13-rc"
+    assert manifest["parity"]["measured"] is False and "cannot run" in manifest["parity"]["reason"]
+    assert {"app/main.cc", "app/CMakeLists.txt", "app/preprocess.txt"} <= set(manifest["files"])
+    assert [s["name"] for s in manifest["build"]["steps"]] == ["export paddle program", "paddle2lite"]
+
+
+@pytest.mark.parametrize("name", ["ResNet18", "EfficientNetB0"])
+def test_x86_lite_build_runs_here_and_matches_paddle(name, tmp_path):
+    weights = save_weights(name, tmp_path / "w.pdparams")
+    result = api.build(name, "x86-lite", weights=weights, out=tmp_path / "b", num_classes=10)
+    parity = result.manifest["parity"]
+    assert parity["measured"] and parity["passed"] and parity["top1_agreement"] == 1.0
+    assert parity["reference_max_abs_logit"] > 0.1  # the comparison is not between two near-zero vectors
+
+
+def test_missing_lite_toolchain_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEKIT_LITE_PYTHON", str(tmp_path / "no-such-python"))
+    r = _cli("build", "ResNet18", "--target", "arm-lite", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "no-such-python" in r.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_random_init_build_is_marked(tmp_path):

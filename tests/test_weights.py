@@ -25,7 +25,7 @@ def test_crafted_pdparams_is_refused_and_code_does_not_run(tmp_path):
     evil.write_bytes(pickle.dumps({"fc.weight": np.zeros((2, 2), "float32"), "x": _RunsCodeOnLoad(str(marker))}))
     with pytest.raises(EdgekitError) as err:
         read_state_dict(evil)
-    assert str(evil) in str(err.value) and "builtins" in str(err.value)
+    assert str(evil) in str(err.value) and ".open" in str(err.value)
     assert not marker.exists()
     # The same bytes really would run code under plain pickle: the test is meaningful.
     pickle.loads(evil.read_bytes())
