@@ -28,7 +28,7 @@ def doctor():
 
 def build(model: str, target: str, precision: str = "fp32", *, weights=None, inference_model=None, out=None,
           force: bool = False, num_classes: int | None = None, labels=None, options: dict | None = None,
-          progress=None):
+          input_size: int | None = None, progress=None):
     """Export `model` for `target` into a verified bundle directory; returns a BuildResult.
 
     All inputs are checked before any work starts (EdgekitError on bad input).
@@ -36,7 +36,7 @@ def build(model: str, target: str, precision: str = "fp32", *, weights=None, inf
     from edgekit.build import plan_build, run_build
 
     plan = plan_build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
-                      force=force, num_classes=num_classes, labels=labels, options=options)
+                      force=force, num_classes=num_classes, labels=labels, options=options, input_size=input_size)
     return run_build(plan, progress=progress)
 
 

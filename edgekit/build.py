@@ -8,6 +8,7 @@ the bundle atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import platform
@@ -27,7 +28,7 @@ from edgekit.export import paddle as paddle_export
 from edgekit.parity import compare_logits, within
 from edgekit.targets import Target, get_target
 from edgekit.zoo import get_entry
-from edgekit.zoo.cards import ModelCard, get_card
+from edgekit.zoo.cards import ModelCard, Preprocessing, get_card
 
 Progress = Callable[[str], None]
 
@@ -49,6 +50,8 @@ class BuildPlan:
     inference_model: Path | None = None
     labels: list[str] | None = None
     seed: int = 0
+    # Resolved once: the card's preprocessing, with the CLI's --input-size on top.
+    preprocessing: Preprocessing | None = None
 
     @property
     def weights_source(self) -> str:
@@ -94,7 +97,7 @@ def _inference_model_files(directory: Path) -> tuple[Path, Path]:
 def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str | Path | None = None,
                inference_model: str | Path | None = None, out: str | Path | None = None, force: bool = False,
                num_classes: int | None = None, labels: str | Path | None = None,
-               options: dict[str, str] | None = None) -> BuildPlan:
+               options: dict[str, str] | None = None, input_size: int | None = None) -> BuildPlan:
     """Resolve and check every input; raises EdgekitError before any work starts."""
     get_entry(model)
     card = get_card(model)
@@ -130,9 +133,15 @@ def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str
     if out_dir.exists() and not force:
         raise EdgekitError(f"Output directory {out_dir} already exists; pass --force to replace it, "
                            "or choose another --out.")
+    preprocessing = card.preprocessing
+    if input_size is not None:
+        if not 16 <= input_size <= 1024:
+            raise EdgekitError(f"--input-size {input_size} is out of range (expected 16..1024 pixels).")
+        # Small custom datasets (e.g. 64x64 digits) are trained at their own size: no resize margin.
+        preprocessing = dataclasses.replace(preprocessing, resize_short=input_size, crop=input_size)
     return BuildPlan(model=model, target=target_spec, precision=precision, card=card, num_classes=num_classes,
                      options=resolved_options, out=out_dir, force=force, weights=weights_path,
-                     inference_model=inference_dir, labels=label_list)
+                     inference_model=inference_dir, labels=label_list, preprocessing=preprocessing)
 
 
 def _timed(steps: list[StepRecord], progress: Progress | None, name: str, fn, *args, **kwargs) -> Path:
@@ -183,7 +192,7 @@ def _parity_images(plan: BuildPlan) -> tuple[list[str], np.ndarray]:
     from edgekit.data.samples import sample_photos
 
     photos = sample_photos()
-    return list(photos), preprocess_batch(list(photos.values()), plan.card.preprocessing)
+    return list(photos), preprocess_batch(list(photos.values()), plan.preprocessing)
 
 
 def _paddle_logits(model, batch: np.ndarray) -> np.ndarray:
@@ -210,7 +219,7 @@ def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
     work = Path(tempfile.mkdtemp(prefix="edgekit-build-"))
     try:
         with atomic_directory(plan.out, plan.force) as bundle:
-            size = plan.card.crop_size
+            size = plan.preprocessing.crop
             # 1. The source: a Paddle inference program (and, from weights, the live model).
             if plan.inference_model:
                 source_model = None
@@ -298,12 +307,12 @@ def _write_app(plan: BuildPlan, bundle: Path, python_app) -> None:
     else:
         from edgekit.export.lite import write_lite_app
 
-        write_lite_app(app, plan.card.preprocessing.to_dict())
+        write_lite_app(app, plan.preprocessing.to_dict())
 
 
 def _manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, parity: dict, steps) -> dict[str, Any]:
     card = plan.card
-    size = card.crop_size
+    size = plan.preprocessing.crop
     return {
         "schema": SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -319,7 +328,7 @@ def _manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, parity:
         "input": {"name": paddle_export.INPUT_NAME, "shape": [-1, 3, size, size], "layout": "NCHW",
                   "dtype": "float32"},
         "output": {"shape": [-1, plan.num_classes], "kind": "logits"},
-        "preprocessing": card.preprocessing.to_dict(),
+        "preprocessing": plan.preprocessing.to_dict(),
         "labels": "labels.txt" if plan.labels else None,
         "parity": parity,
         "build": {"steps": [s.to_dict() for s in steps], "host": f"{platform.system()} {platform.machine()}"},

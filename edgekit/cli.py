@@ -169,6 +169,8 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
           num_classes: Optional[int] = typer.Option(None, help="Classes of the checkpoint [default: labels or 1000]."),
           labels: Optional[str] = typer.Option(None, help="Class names, one per line; copied into the bundle."),
           option: list[str] = typer.Option([], "--option", "-o", help="Target option KEY=VALUE."),
+          input_size: Optional[int] = typer.Option(None, help="Square input size for models trained on small images "
+                                                              "(sets resize and crop) [default: the model card's]."),
           as_json: bool = typer.Option(False, "--json", help="Print the bundle manifest as JSON.")) -> None:
     """Export a zoo model to an app-embeddable bundle for one target runtime."""
     from edgekit import api
@@ -181,6 +183,7 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
         with console.status("starting") as status:
             result = api.build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
                                force=force, num_classes=num_classes, labels=labels, options=_parse_options(option),
+                               input_size=input_size,
                                progress=lambda step: status.update(f"[bold]{step}[/] ..."))
     except EdgekitError as exc:
         _fail(exc)
