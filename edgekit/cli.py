@@ -249,3 +249,14 @@ def toolchain_install(name: str = typer.Argument(..., help="Toolchain name: padd
     except EdgekitError as exc:
         _fail(exc)
     console.print(f"{name} {info.lite_version} ready: {info.root or info.python} ({info.source})")
+
+
+def _register_command_groups() -> None:
+    # Each command group lives in its own module under edgekit/commands/.
+    from edgekit.commands import bench, compress, demo, validate
+
+    for module in (validate, bench, compress, demo):
+        module.register(app)
+
+
+_register_command_groups()

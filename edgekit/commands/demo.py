@@ -1,0 +1,5 @@
+"""CLI: edgekit demo (being written; registers nothing yet)."""
+
+
+def register(app) -> None:
+    return None

@@ -1,0 +1,5 @@
+"""CLI: edgekit validate (being written; registers nothing yet)."""
+
+
+def register(app) -> None:
+    return None
