@@ -6,7 +6,7 @@ from edgekit.zoo import create_model, list_families, list_models
 from edgekit.zoo.cards import ModelCard, get_card
 
 __all__ = ["create_model", "list_models", "list_families", "get_card", "zoo_cards", "doctor", "build",
-           "targets"]
+           "targets", "recipes"]
 
 
 def zoo_cards(family: str | None = None) -> list[ModelCard]:
@@ -28,16 +28,37 @@ def doctor():
 
 def build(model: str, target: str, precision: str = "fp32", *, weights=None, inference_model=None, out=None,
           force: bool = False, num_classes: int | None = None, labels=None, options: dict | None = None,
-          input_size: int | None = None, progress=None):
+          input_size: int | None = None, progress=None, recipe=None, calib=None, calib_limit: int | None = None,
+          max_drop: float | None = None, recipe_overrides: dict | None = None):
     """Export `model` for `target` into a verified bundle directory; returns a BuildResult.
 
-    All inputs are checked before any work starts (EdgekitError on bad input).
+    `recipe` (name or YAML path, see `recipes()`) compresses on the way: INT8
+    recipes need `calib` (labeled images: a PaddleClas list file or class
+    folders); `max_drop` / `calib_limit` / `recipe_overrides` ({"PASS.KEY": value})
+    override the recipe. All inputs are checked before any work starts
+    (EdgekitError on bad input).
     """
     from edgekit.build import plan_build, run_build
 
     plan = plan_build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
-                      force=force, num_classes=num_classes, labels=labels, options=options, input_size=input_size)
+                      force=force, num_classes=num_classes, labels=labels, options=options, input_size=input_size,
+                      recipe=recipe, calib=calib, calib_limit=calib_limit, max_drop=max_drop,
+                      recipe_overrides=recipe_overrides)
     return run_build(plan, progress=progress)
+
+
+def recipes():
+    """The shipped compression recipes (fp32, fp16, ptq-int8, qat-int8, distill, ...)."""
+    from edgekit.compress.recipes import list_recipes
+
+    return list_recipes()
+
+
+def recipe(name_or_path):
+    """One recipe, shipped (by name) or a YAML file (by path), validated."""
+    from edgekit.compress.recipes import get_recipe
+
+    return get_recipe(name_or_path)
 
 
 def targets():
@@ -56,3 +77,86 @@ def install_toolchain(name: str, force: bool = False, progress=None):
     from edgekit.toolchains import paddle_lite
 
     return paddle_lite.install(progress=progress, force=force)
+
+
+def bench(targets=(), **options):
+    """Latency of bundles on this CPU (interleaved, with records), the seed's TensorRT method on a GPU
+    (`gpu="t4"|"v100"`), or the seed's reference tables (`reference_only=True`); returns a BenchReport.
+
+    Options are those of `edgekit.bench.run` (batch="1,4,8", threads, warmup, iterations, duration,
+    target, precision, precision_hint, end_to_end, peak, device, ...).
+    """
+    from pathlib import Path
+
+    from edgekit.bench import run
+
+    return run([str(targets)] if isinstance(targets, (str, Path)) else [str(t) for t in targets], **options)
+
+
+def validate(bundle, data, *, root=None, limit: int | None = None, batch: int = 32, device: str = "local",
+             reference=None, use_reference: bool = True, x86_lite=None, max_drop: float | None = None,
+             threads: int | None = None, workers: int | None = None, device_python: str | None = None,
+             device_dir: str | None = None, ssh_options: dict[str, str] | None = None,
+             timeout: float | None = None, record: bool = True, report=None, progress=None):
+    """Accuracy of `bundle` on labeled images where it runs (local, ssh://, adb://); returns a ValidationReport.
+
+    top-1/top-5 and images/s on the device; top-1 agreement and logit cosine against `reference` (a bundle)
+    or the FP32 Paddle source model; the published figures for ImageNet models. The record is appended to
+    the bundle's manifest unless `record=False`. `max_drop` is a fraction of top-1 (0.01 = one point).
+    """
+    from edgekit.validate import validate as run
+
+    return run(bundle, data, root=root, limit=limit, batch=batch, device=device, reference=reference,
+               use_reference=use_reference, x86_lite=x86_lite, max_drop=max_drop, threads=threads,
+               workers=workers, device_python=device_python, device_dir=device_dir, ssh_options=ssh_options,
+               timeout=timeout, record=record, report=report, progress=progress)
+
+
+__all__.append("validate")
+
+
+def train(model: str, train_data, val_data=None, *, out, num_classes: int | None = None,
+          input_size: int | None = None, epochs: int = 3, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
+          checkpoint_dir=None, augment: bool = False, warmup: float = 0.2, progress: bool = True):
+    """Train zoo `model` from scratch on a labeled dataset (list file, class folders or LabeledImages).
+
+    Saves the last weights to `out` (.pdparams, loadable by `build --weights`);
+    with `checkpoint_dir`, an interrupted run resumes. Returns a TrainedModel.
+    """
+    from edgekit.training.zoo_training import train_zoo_model
+
+    return train_zoo_model(model, train_data, val_data, out=out, num_classes=num_classes, input_size=input_size,
+                           epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, checkpoint_dir=checkpoint_dir,
+                           augment=augment, warmup=warmup, progress=progress)
+
+
+def distill(student: str, train_data, val_data=None, *, teacher: str, teacher_weights, out,
+            num_classes: int | None = None, input_size: int | None = None, epochs: int = 3,
+            temperature: float = 4.0, alpha: float = 0.9, use_labels: bool = True, batch_size: int = 64,
+            lr: float = 1e-3, seed: int = 0, work_dir=None, augment: bool = False, warmup: float = 0.2,
+            progress: bool = True):
+    """Distill zoo `teacher` (its trained .pdparams required) into a fresh zoo `student`.
+
+    See edgekit.compress.distill.DistillPass for the loss. Saves the student to
+    `out` (.pdparams); returns a TrainedModel with the teacher's val accuracy.
+    """
+    from edgekit.training.zoo_training import distill_zoo_model
+
+    return distill_zoo_model(student, train_data, val_data, teacher=teacher, teacher_weights=teacher_weights,
+                             out=out, num_classes=num_classes, input_size=input_size, epochs=epochs,
+                             temperature=temperature, alpha=alpha, use_labels=use_labels, batch_size=batch_size,
+                             lr=lr, seed=seed, work_dir=work_dir, augment=augment, warmup=warmup,
+                             progress=progress)
+
+
+def demo(out="demo-out", *, force: bool = False, log=print):
+    """The whole pipeline on the bundled digits: train, distill, quantize, build, validate, bench, report.
+
+    Writes bundles, plots and report.md under `out`; returns a DemoResult.
+    """
+    from edgekit.demo import run_demo
+
+    return run_demo(out, force=force, log=log)
+
+
+__all__.extend(["train", "distill", "demo", "bench"])

@@ -1,9 +1,10 @@
 """`edgekit build`: a zoo model + weights -> a verified bundle for one target.
 
 Config precedence is resolved once, in `plan_build`: defaults < model card <
-target < CLI. Everything a user can get wrong is checked there, before any
-work starts; `run_build` then exports, converts, checks parity and commits
-the bundle atomically.
+target < recipe < CLI. Everything a user can get wrong is checked there, before
+any work starts (recipe, calibration set, teacher); `run_build` then runs the
+recipe's passes, exports, converts, quantizes, checks parity and commits the
+bundle atomically.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import numpy as np
 
 from edgekit import __version__
 from edgekit.bundle import SCHEMA_VERSION, atomic_directory, write_manifest
+from edgekit.compress import build_steps as compress_steps
+from edgekit.compress.recipes import Recipe
 from edgekit.errors import EdgekitError
 from edgekit.export import paddle as paddle_export
 from edgekit.parity import compare_logits, within
@@ -52,6 +55,10 @@ class BuildPlan:
     seed: int = 0
     # Resolved once: the card's preprocessing, with the CLI's --input-size on top.
     preprocessing: Preprocessing | None = None
+    # The recipe with CLI overrides applied (fp32/fp16 builds get the plain recipe of that name).
+    recipe: Recipe | None = None
+    # --calib, checked at plan time (list read, labels in range, big enough); decoded in run_build.
+    compression: compress_steps.CompressionPlan | None = None
 
     @property
     def weights_source(self) -> str:
@@ -97,11 +104,24 @@ def _inference_model_files(directory: Path) -> tuple[Path, Path]:
 def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str | Path | None = None,
                inference_model: str | Path | None = None, out: str | Path | None = None, force: bool = False,
                num_classes: int | None = None, labels: str | Path | None = None,
-               options: dict[str, str] | None = None, input_size: int | None = None) -> BuildPlan:
-    """Resolve and check every input; raises EdgekitError before any work starts."""
+               options: dict[str, str] | None = None, input_size: int | None = None,
+               recipe: str | Path | None = None, calib: str | Path | None = None, calib_limit: int | None = None,
+               max_drop: float | None = None,
+               recipe_overrides: dict[str, str] | None = None) -> BuildPlan:
+    """Resolve and check every input; raises EdgekitError before any work starts.
+
+    `recipe` (a shipped recipe name or a recipe file) replaces `precision` as the
+    way to ask for fp16/int8/distillation; `calib` is the labeled images the
+    recipe's passes use (list file or class folders), `calib_limit` caps the
+    calibration images, `max_drop` overrides the recipe's accuracy budget
+    (None: the recipe's), `recipe_overrides` sets any `PASS.KEY` of the recipe.
+    """
     get_entry(model)
     card = get_card(model)
     target_spec = get_target(target)
+    resolved_recipe = compress_steps.resolve_recipe(recipe, precision, calib_limit=calib_limit, max_drop=max_drop,
+                                                    overrides=recipe_overrides)
+    precision = resolved_recipe.precision
     target_spec.check_precision(precision)
     resolved_options = target_spec.resolve_options(options or {})
     if weights and inference_model:
@@ -129,7 +149,7 @@ def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str
     if label_list is not None and len(label_list) != num_classes:
         raise EdgekitError(f"--labels {labels} has {len(label_list)} names but the model has {num_classes} "
                            "classes; give one name per class (or fix --num-classes).")
-    out_dir = Path(out) if out else default_out_dir(model, target, precision)
+    out_dir = Path(out) if out else default_out_dir(model, target, resolved_recipe.name)
     if out_dir.exists() and not force:
         raise EdgekitError(f"Output directory {out_dir} already exists; pass --force to replace it, "
                            "or choose another --out.")
@@ -139,9 +159,12 @@ def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str
             raise EdgekitError(f"--input-size {input_size} is out of range (expected 16..1024 pixels).")
         # Small custom datasets (e.g. 64x64 digits) are trained at their own size: no resize margin.
         preprocessing = dataclasses.replace(preprocessing, resize_short=input_size, crop=input_size)
+    compression = compress_steps.plan_compression(resolved_recipe, target_spec, calib, num_classes=num_classes,
+                                                  inference_model=inference_dir)
     return BuildPlan(model=model, target=target_spec, precision=precision, card=card, num_classes=num_classes,
                      options=resolved_options, out=out_dir, force=force, weights=weights_path,
-                     inference_model=inference_dir, labels=label_list, preprocessing=preprocessing)
+                     inference_model=inference_dir, labels=label_list, preprocessing=preprocessing,
+                     recipe=resolved_recipe, compression=compression)
 
 
 def _timed(steps: list[StepRecord], progress: Progress | None, name: str, fn, *args, **kwargs) -> Path:
@@ -227,11 +250,29 @@ def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
                 weights_sha = None
             else:
                 source_model, weights_file, weights_sha = _source_model(plan, work)
+            # The recipe's data, decoded once; distillation / QAT change the source model's weights.
+            data = compress_steps.load_data(plan) if plan.compression else None
+            compression: dict[str, Any] = {"data": data.to_manifest()} if data else {}
+            if data is not None and source_model is not None:
+                start = time.perf_counter()
+                source_model, weights_file, trained = compress_steps.train_passes(plan, source_model, weights_file,
+                                                                                  data, work, progress)
+                if trained:
+                    compression.update(trained)
+                    steps.append(StepRecord("+".join(trained), time.perf_counter() - start, weights_file.name,
+                                            weights_file.stat().st_size))
+            if not plan.inference_model:
                 program = _timed(steps, progress, "export paddle program", paddle_export.export_legacy_program,
                                  plan.model, plan.num_classes, weights_file, work / "paddle", size)
                 params = program.with_suffix(".pdiparams")
-            # 2. The target's converters.
-            if target.runtime == "paddle-inference":
+            # 2. The target's converters (INT8: the target's quantization route).
+            if plan.precision == "int8":
+                model_file, compression["quantization"] = compress_steps.quantize(
+                    plan, program, data, work, bundle, progress,
+                    lambda name, fn, *a: _timed(steps, progress, name, fn, *a), compression)
+                steps.append(StepRecord("int8 quantize", compression["quantization"]["seconds"], model_file.name,
+                                        model_file.stat().st_size))
+            elif target.runtime == "paddle-inference":
                 model_file = bundle / ("model" + program.suffix)
                 shutil.copyfile(program, model_file)
                 shutil.copyfile(params, bundle / "model.pdiparams")
@@ -254,19 +295,24 @@ def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
                 model_file = _timed(steps, progress, "paddle2lite", paddle2lite, program, params,
                                     bundle / "model.nb", plan.options["arch"])
             # 3. Parity: the artifact against its source on the same real photos.
-            parity = _measure_parity(plan, model_file, program, source_model, steps, progress, open_backend)
+            # INT8 is compared on the held-out images of its own domain, not on unrelated photos.
+            parity_images = (["held-out --calib images"], data.holdout_images[:64]) if plan.precision == "int8" \
+                else None
+            parity = _measure_parity(plan, model_file, program, source_model, steps, progress, open_backend,
+                                     parity_images)
             # 4. What an app needs beside the model.
             _write_app(plan, bundle, python_app)
             if plan.labels:
                 (bundle / "labels.txt").write_text("\n".join(plan.labels) + "\n", encoding="utf-8")
-            manifest = _manifest(plan, model_file.name, weights_sha, parity, steps)
+            manifest = _manifest(plan, model_file.name, weights_sha, parity, steps, compression)
             write_manifest(bundle, manifest)
         return BuildResult(plan.out, manifest, steps)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _measure_parity(plan, model_file, program, source_model, steps, progress, open_backend) -> dict[str, Any]:
+def _measure_parity(plan, model_file, program, source_model, steps, progress, open_backend,
+                    images: tuple[list[str], np.ndarray] | None = None) -> dict[str, Any]:
     target = plan.target
     if not target.runs_on_host:
         return {"measured": False,
@@ -276,7 +322,7 @@ def _measure_parity(plan, model_file, program, source_model, steps, progress, op
     if progress:
         progress("parity check")
     start = time.perf_counter()
-    names, batch = _parity_images(plan)
+    names, batch = images or _parity_images(plan)
     if source_model is not None:
         reference = _paddle_logits(source_model, batch)
         reference_name = "paddle dygraph model (source weights)"
@@ -294,8 +340,8 @@ def _measure_parity(plan, model_file, program, source_model, steps, progress, op
               "tolerance": tolerance.model_dump(), "passed": not failures}
     if failures:
         raise EdgekitError(f"Parity check failed for {plan.model} -> {target.name} ({plan.precision}): "
-                           f"{'; '.join(failures)} on {len(names)} sample photos. The exported model does not "
-                           "compute what the Paddle model computes; nothing was written.")
+                           f"{'; '.join(failures)} on {len(batch)} images ({', '.join(names)[:80]}). The exported "
+                           "model does not compute what the Paddle model computes; nothing was written.")
     return record
 
 
@@ -310,7 +356,8 @@ def _write_app(plan: BuildPlan, bundle: Path, python_app) -> None:
         write_lite_app(app, plan.preprocessing.to_dict())
 
 
-def _manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, parity: dict, steps) -> dict[str, Any]:
+def _manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, parity: dict, steps,
+              compression: dict[str, Any] | None = None) -> dict[str, Any]:
     card = plan.card
     size = plan.preprocessing.crop
     return {
@@ -323,7 +370,8 @@ def _manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, parity:
                     "random_init": plan.weights_source == RANDOM_INIT},
         "target": {"name": plan.target.name, "runtime": plan.target.runtime, "format": plan.target.format,
                    "precision": plan.precision, "options": plan.options},
-        "recipe": {"name": plan.precision, "passes": []},
+        "recipe": plan.recipe.to_manifest() if plan.recipe else {"name": plan.precision, "passes": []},
+        "compression": compression or None,
         "artifact": {"model_file": model_file},
         "input": {"name": paddle_export.INPUT_NAME, "shape": [-1, 3, size, size], "layout": "NCHW",
                   "dtype": "float32"},

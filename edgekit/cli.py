@@ -148,12 +148,13 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the checks 
         raise typer.Exit(1)
 
 
-def _parse_options(pairs: list[str]) -> dict[str, str]:
+def _parse_options(pairs: list[str], flag: str = "--option") -> dict[str, str]:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            _fail(EdgekitError(f"--option {pair!r} is not KEY=VALUE (for example --option arch=armv7)."))
+            example = "ptq.max_drop=0.005" if flag == "--recipe-set" else "arch=armv7"
+            _fail(EdgekitError(f"{flag} {pair!r} is not KEY=VALUE (for example {flag} {example})."))
         options[key] = value
     return options
 
@@ -171,6 +172,14 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
           option: list[str] = typer.Option([], "--option", "-o", help="Target option KEY=VALUE."),
           input_size: Optional[int] = typer.Option(None, help="Square input size for models trained on small images "
                                                               "(sets resize and crop) [default: the model card's]."),
+          recipe: Optional[str] = typer.Option(None, help="Compression recipe name or YAML file "
+                                                          "(see `edgekit recipes`)."),
+          calib: Optional[str] = typer.Option(None, help="Labeled images for the recipe: list file or class folders."),
+          calib_limit: Optional[int] = typer.Option(None, help="At most this many calibration images "
+                                                               "(default: the recipe's)."),
+          max_drop: Optional[float] = typer.Option(None, help="Largest INT8 top-1 drop, e.g. 0.01 "
+                                                              "(default: the recipe's)."),
+          recipe_set: list[str] = typer.Option([], "--recipe-set", help="Recipe parameter PASS.KEY=VALUE."),
           as_json: bool = typer.Option(False, "--json", help="Print the bundle manifest as JSON.")) -> None:
     """Export a zoo model to an app-embeddable bundle for one target runtime."""
     from edgekit import api
@@ -183,7 +192,8 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
         with console.status("starting") as status:
             result = api.build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
                                force=force, num_classes=num_classes, labels=labels, options=_parse_options(option),
-                               input_size=input_size,
+                               input_size=input_size, recipe=recipe, calib=calib, calib_limit=calib_limit,
+                               max_drop=max_drop, recipe_overrides=_parse_options(recipe_set, "--recipe-set"),
                                progress=lambda step: status.update(f"[bold]{step}[/] ..."))
     except EdgekitError as exc:
         _fail(exc)
@@ -205,6 +215,11 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
                       f"{parity['top1_agreement']:.0%} ({parity['runtime']}, {parity['runtime_precision']})")
     else:
         console.print(f"[yellow]parity not measured on this host:[/] {parity['reason']}")
+    quant = (manifest.get("compression") or {}).get("quantization")
+    if quant:
+        kept = f", {len(quant['float_layers'])} layer(s) kept in float" if quant["float_layers"] else ""
+        console.print(f"int8 ({quant['route']}): top-1 {quant['int8_top1']:.4f} vs fp32 {quant['fp32_top1']:.4f} on "
+                      f"{quant['holdout_images']} held-out images, drop {quant['drop']:.4f}{kept}")
     console.print(f"next: python {result.path}/app/predict.py IMAGE", style="dim")
 
 

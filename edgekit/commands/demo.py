@@ -1,5 +1,54 @@
-"""CLI: edgekit demo (being written; registers nothing yet)."""
+"""CLI: edgekit demo [--out DIR] [--force]: parse, call api.demo, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
 
 
 def register(app) -> None:
-    return None
+    app.command("demo")(demo)
+
+
+def demo(out: str = typer.Option("demo-out", help="Output directory: data, models, bundles, report.md."),
+         force: bool = typer.Option(False, help="Replace an earlier demo's output directory."),
+         as_json: bool = typer.Option(False, "--json", help="Print the demo record as JSON at the end.")) -> None:
+    """Train, distill, quantize, build (onnx, openvino, arm-lite), validate and bench on real digits, with a report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgekit import api
+    from edgekit.errors import EdgekitError
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    try:
+        result = api.demo(out, force=force, log=lambda line: err_console.print(line, highlight=False, markup=False))
+    except EdgekitError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code)
+    if as_json:
+        json.dump(result.to_dict(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    models = Table(title="models trained on the digits")
+    for col in ("role", "model", "epochs", "val top-1"):
+        models.add_column(col)
+    for role, info in (("teacher", result.teacher), ("student (distilled)", result.student)):
+        models.add_row(role, info["model"], str(len(info["train"]["history"])), f"{info['val']['top1']:.3f}")
+    console.print(models)
+    bundles = Table(title="bundles")
+    for col in ("target", "precision", "MB", "val top-1", "agree w/ FP32", "ms (b=1)", "path / note"):
+        bundles.add_column(col)
+    for b in result.bundles:
+        bundles.add_row(b.target, b.precision, f"{b.size_bytes / 1e6:.2f}", _fmt(b.val_top1),
+                        _fmt(b.agreement_with_fp32), _fmt(b.median_ms, 2),
+                        f"{b.path}" + (f"\n{b.note}" if b.note else ""))
+    console.print(bundles)
+    console.print(f"report: {result.report}  ({result.seconds:.0f} s)")
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"

@@ -1,1 +1,47 @@
-"""edgekit.devices"""
+"""Where a bundle runs for validation: this machine, an ssh host, or an Android device over adb.
+
+    from edgekit.devices import open_device
+    device = open_device("ssh://pi@192.168.1.20", python="/home/pi/venv/bin/python")
+
+`runner.py` is the self-contained script that runs on remote devices.
+"""
+
+from __future__ import annotations
+
+from edgekit.devices.base import DeviceJob, DeviceRun
+from edgekit.errors import EdgekitError
+
+DEVICE_FORMS = "local, ssh://HOST, ssh://USER@HOST:PORT or adb://SERIAL"
+
+
+def open_device(spec: str = "local", *, python: str | None = None, work_dir: str | None = None,
+                ssh_options: dict[str, str] | None = None, timeout: float | None = None,
+                stall_timeout: float = 600.0):
+    """A device from its address; checked for form here, for reachability when it runs."""
+    spec = (spec or "local").strip()
+    if spec == "local":
+        if python or work_dir or ssh_options:
+            raise EdgekitError("--device-python, --device-dir and --ssh-option apply to ssh:// and adb:// "
+                               "devices; the local device runs in this process.")
+        from edgekit.devices.local import LocalDevice
+
+        return LocalDevice(timeout=timeout)
+    from edgekit.devices.remote import RemoteDevice
+
+    if spec.startswith("ssh://"):
+        from edgekit.devices.ssh import SshTransport
+
+        transport = SshTransport(spec, options=ssh_options)
+    elif spec.startswith("adb://"):
+        if ssh_options:
+            raise EdgekitError("--ssh-option applies to ssh:// devices only.")
+        from edgekit.devices.adb import AdbTransport
+
+        transport = AdbTransport(spec)
+    else:
+        raise EdgekitError(f"--device {spec!r} is not a device address; expected {DEVICE_FORMS}.")
+    return RemoteDevice(transport, python=python or "python3", work_dir=work_dir, timeout=timeout,
+                        stall_timeout=stall_timeout)
+
+
+__all__ = ["open_device", "DeviceJob", "DeviceRun", "DEVICE_FORMS"]

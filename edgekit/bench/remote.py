@@ -1,0 +1,183 @@
+"""Bench on a device reached over ssh:// or adb://, through edgekit.devices' transports.
+
+What travels: the bundle's runtime files (into the device's content-addressed
+store, as `edgekit validate` sends them; files already there are not sent
+again), `device_timer.py`, and one input .npy per batch size. The timing loop
+runs on the device beside the runtime, in the device's own Python; only
+per-call nanoseconds come back, so neither the link nor this host is in a
+sample. Over ssh one timing process per bundle stays up for the whole run
+(the model loaded once, like the local harness); adb has no stdin stream a
+script can rely on, so there every chunk is a fresh process that loads the
+model and warms up before it times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.bench.host import HostInfo
+from edgekit.bench.subjects import TIMER_SCRIPT, ServedSubject, Subject, actual_precision, input_batch, open_bundle
+from edgekit.errors import EdgekitError
+
+TIMEOUT_S = 120.0
+# Paddle Lite `arch` option -> machine names whose CPUs run those kernels.
+LITE_ARCH_MACHINES = {"armv8": ("aarch64", "arm64", "armv8l", "armv8b"),
+                      "armv7": ("aarch64", "arm64", "armv7l", "armv8l", "armv7"),
+                      "x86": ("x86_64", "amd64")}
+
+
+def _tail(text: str, chars: int = 1500) -> str:
+    return text[-chars:].strip()
+
+
+class DeviceSession:
+    """One device for one bench call: a work dir there, the timer installed, bundles linked in."""
+
+    def __init__(self, spec: str, python: str | None = None, work_dir: str | None = None,
+                 ssh_options: dict[str, str] | None = None):
+        from edgekit.devices import open_device
+
+        self.device = open_device(spec, python=python, work_dir=work_dir, ssh_options=ssh_options)
+        self.transport = self.device.transport
+        self.address = self.transport.address
+        self.transport.check()
+        timer = TIMER_SCRIPT.read_bytes()
+        self.timer_path = f"{self.device.base}/device_timer-{hashlib.sha256(timer).hexdigest()[:12]}.py"
+        self.run_dir = f"{self.device.base}/runs/bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.shell(f"mkdir -p {shlex.quote(self.run_dir)}", "creating the work dir")
+        self.transport.write_file(self.timer_path, timer, TIMEOUT_S)
+        self.info: dict | None = None
+        self._bundles = 0
+
+    def shell(self, command: str, what: str, timeout: float = TIMEOUT_S) -> str:
+        try:
+            proc = subprocess.run(self.transport.command_argv(command), capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise EdgekitError(f"On {self.address}, {what} timed out after {timeout:.0f} s.") from None
+        stderr = proc.stderr.decode("utf-8", "replace")
+        if proc.returncode != 0:
+            fatal = self.transport.fatal_error(proc.returncode, stderr)
+            if fatal:  # refused key, unknown host: the transport's message says what to do
+                raise EdgekitError(f"On {self.address}, {what} failed: {fatal}")
+            reason = self.transport.connection_error(proc.returncode, stderr) or f"exit code {proc.returncode}"
+            raise EdgekitError(f"On {self.address}, {what} failed ({reason}):\n{_tail(stderr)}")
+        return proc.stdout.decode("utf-8", "replace")
+
+    def timer_command(self, *args: str) -> str:
+        return " ".join(shlex.quote(a) for a in (self.device.python, self.timer_path, *args))
+
+    def probe(self, runtime: str) -> dict:
+        out = self.shell(self.timer_command("probe", runtime), f"starting {self.device.python}")
+        try:
+            info = json.loads(out.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise EdgekitError(f"On {self.address}, `{self.device.python}` printed no probe result (is it a Python "
+                               f"3.8+? pass the device's Python with --device-python):\n{_tail(out)}") from None
+        if info["missing"]:
+            raise EdgekitError(f"{self.address} cannot bench a {runtime} bundle with {info['python_executable']}: "
+                               f"it lacks {'; '.join(info['missing'])}. Install those into the device's Python (or "
+                               "point --device-python at one that has them).")
+        self.info = info["device"]
+        return info["device"]
+
+    def host_info(self) -> HostInfo:
+        """The device as the report's host: its CPU; ISA flags and load are not read remotely."""
+        info = self.info or {}
+        return HostInfo(cpu_model=info.get("cpu", ""), machine=info.get("machine", ""),
+                        cpus_usable=int(info.get("cores") or 1), isa_flags=(), load_average_1m=None)
+
+    def push_bundle(self, root: Path, manifest: dict) -> str:
+        """Send the bundle's runtime files (not its app/) and link them under their names; the model's path."""
+        from edgekit.devices.base import no_progress
+
+        files, names = {}, {}
+        for rel, meta in manifest["files"].items():
+            if not rel.startswith("app/"):
+                files[meta["sha256"]] = (root / rel, meta["size"])
+                names[rel] = meta["sha256"]
+        self.device.install_runner()  # the store's have/unpack helpers
+        self.device.sync(files, self.run_dir, no_progress)
+        self._bundles += 1
+        bundle_dir = f"{self.run_dir}/bundle{self._bundles}"
+        # Absolute link targets: the work dir may be relative to the login directory.
+        links = " && ".join(f"mkdir -p {shlex.quote(str(Path(bundle_dir, rel).parent))} && "
+                            f"ln -sf \"$S\"/{sha} {shlex.quote(f'{bundle_dir}/{rel}')}" for rel, sha in names.items())
+        self.shell(f"S=$(cd {shlex.quote(self.device.store)} && pwd) && {links}", "linking the bundle's files")
+        return f"{bundle_dir}/{manifest['artifact']['model_file']}"
+
+    def put_input(self, name: str, array: np.ndarray) -> str:
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        path = f"{self.run_dir}/{name}.npy"
+        self.transport.write_file(path, buffer.getvalue(), TIMEOUT_S)
+        return path
+
+    def open_subject(self, path: str | Path, label: str, *, threads: int | None, precision_hint: str | None,
+                     warmup: int, end_to_end: bool) -> Subject:
+        root, manifest = open_bundle(path)
+        if end_to_end:
+            raise EdgekitError("--end-to-end runs edgekit's own preprocessing in this process; on a device, bench "
+                               "inference only (drop --end-to-end).")
+        runtime = manifest["target"]["runtime"]
+        device = self.probe(runtime)
+        arch = manifest["target"].get("options", {}).get("arch") if runtime == "paddle-lite" else None
+        if arch and device["machine"].lower() not in LITE_ARCH_MACHINES.get(arch, ()):
+            raise EdgekitError(f"{root} holds Paddle Lite {arch} kernels, but {self.address} has a {device['machine']} "
+                               f"CPU ({device['cpu']}); bench it on a device with that instruction set.")
+        threads = threads or int(device.get("cores") or 1)
+        model = self.push_bundle(root, manifest)
+        hint = precision_hint or "-"
+        index = self._bundles
+
+        def put_input(batch: int, array: np.ndarray) -> str:
+            return self.put_input(f"input{index}-b{batch}", array)
+
+        if self.transport.streams_stdin:
+            argv = self.transport.command_argv(self.timer_command("serve", runtime, model, str(threads), hint))
+            return ServedSubject(root, manifest, label, argv, threads, put_input, where=self.address)
+        return OnceSubject(self, root, manifest, label, model, threads, hint, warmup, put_input)
+
+    def close(self) -> None:
+        try:
+            self.shell(f"rm -rf {shlex.quote(self.run_dir)}", "removing the run dir")
+        except EdgekitError:
+            pass  # the store and a stale run dir stay; nothing the results depend on
+        self.transport.close()
+
+
+class OnceSubject(Subject):
+    """adb: every chunk a fresh `device_timer.py once` that loads the model, warms up, then times."""
+
+    def __init__(self, session: DeviceSession, root: Path, manifest: dict, label: str, model: str, threads: int,
+                 hint: str, warmup: int, put_input):
+        self.session, self.root, self.manifest, self.label = session, root, manifest, label
+        self.runtime = manifest["target"]["runtime"]
+        self.runtime_version, self.runtime_precision, self.threads = "", "", threads
+        self.notes = ["each chunk ran in a fresh process on the device (adb has no stdin stream), warmed up "
+                      f"with {warmup} iterations"]
+        self._model, self._hint, self._warmup, self._put_input = model, hint, max(1, warmup), put_input
+        self._input = None
+
+    def prepare(self, batch: int) -> None:
+        self._input = self._put_input(batch, input_batch(self.manifest, batch))
+
+    def run(self, iterations: int, seconds: float) -> list[int]:
+        out = self.session.shell(self.session.timer_command(
+            "once", self.runtime, self._model, str(self.threads), self._hint, self._input, str(self._warmup),
+            str(iterations), repr(float(seconds))), f"timing {self.label}", timeout=3600)
+        reply = json.loads(out.strip().splitlines()[-1])
+        self.runtime_version = reply.get("runtime_version", "")
+        self.runtime_precision = actual_precision(self.manifest, reply["precision"], [])
+        if not reply["threads_applied"]:
+            self.threads = None
+        return reply["ns"]

@@ -1,0 +1,246 @@
+"""The INT8 routes, one per runtime family (see edgekit.compress.quantize for the choice).
+
+Each route calibrates once and can then re-quantize with any set of layers
+left in float cheaply, which is what accuracy control needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+
+# Ops that onnxruntime's QDQ quantizer makes compute on INT8 inputs: the "layers" accuracy control can
+# return to float. Not only the weighted ones: a badly calibrated residual Add hurts as much as a Conv.
+# (Data-movement ops such as Relu, Reshape, Flatten only pass their input's scale on.)
+ONNX_QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "AveragePool", "MaxPool",
+                      "GlobalAveragePool", "Resize", "Sigmoid", "Softmax", "InstanceNormalization",
+                      "LayerNormalization")
+RUN_BATCH = 64
+
+
+def _batched(backend, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([backend(np.ascontiguousarray(images[i:i + RUN_BATCH]))
+                           for i in range(0, len(images), RUN_BATCH)])
+
+
+def _import_ort_quantization():
+    try:
+        from onnxruntime import quantization
+    except ImportError as exc:  # ml_dtypes is what goes missing in practice
+        raise EdgekitError(f"INT8 for ONNX/OpenVINO needs onnxruntime's quantization tools, which do not import "
+                           f"here ({exc}); `pip install ml_dtypes`.") from None
+    return quantization
+
+
+class OnnxQDQRoute:
+    """onnxruntime `quantize_static`: a QDQ ONNX model, weights per channel (int8), activations per tensor (uint8).
+
+    `runtime` is the runtime the artifact is for: "onnxruntime" keeps the QDQ ONNX,
+    "openvino" converts it to IR (OpenVINO fuses the QDQ pairs into INT8 kernels).
+    """
+
+    name = "onnxruntime quantize_static (QDQ ONNX)"
+
+    def __init__(self, fp32_onnx: Path, calibration: np.ndarray, *, algorithm: str, per_channel: bool,
+                 batch_size: int, runtime: str, work: Path):
+        quantization = _import_ort_quantization()
+        import onnxruntime
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        onnxruntime.set_default_logger_severity(3)  # unused-initializer warnings are noise for users
+
+        self.runtime = runtime
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        # Shape inference and graph fusions (BatchNorm into Conv) first, as onnxruntime recommends.
+        self.model = work / "preprocessed.onnx"
+        quant_pre_process(str(fp32_onnx), str(self.model), skip_symbolic_shape=True)
+        self.calibration = calibration
+        self.batch_size = batch_size
+        self.per_channel = per_channel
+        methods = {"minmax": quantization.CalibrationMethod.MinMax,
+                   "percentile": quantization.CalibrationMethod.Percentile,
+                   "entropy": quantization.CalibrationMethod.Entropy}
+        self.method = methods[algorithm]
+        self.extra_options = {"CalibPercentile": 99.99} if algorithm == "percentile" else {}
+        self.cache = work / "calibration-ranges.json"
+        import onnx
+
+        graph = onnx.load(str(self.model)).graph
+        self.input_name = graph.input[0].name
+        self._layers = [n.name for n in graph.node if n.op_type in ONNX_QUANTIZED_OPS]
+        self._backends: dict[Path, object] = {}
+
+    def layers(self) -> list[str]:
+        return list(self._layers)
+
+    def _reader(self):
+        quantization = _import_ort_quantization()
+        batches = [self.calibration[i:i + self.batch_size] for i in range(0, len(self.calibration), self.batch_size)]
+        name = self.input_name
+
+        class Reader(quantization.CalibrationDataReader):
+            def __init__(self):
+                self.items = iter([{name: b} for b in batches])
+
+            def get_next(self):
+                return next(self.items, None)
+
+        return Reader()
+
+    def quantize(self, float_layers: Sequence[str], dst: Path) -> Path:
+        quantization = _import_ort_quantization()
+        dst.mkdir(parents=True, exist_ok=True)
+        onnx_file = dst / "model.onnx"
+        # The first call calibrates and caches the ranges; later calls only rewrite the graph.
+        quantization.quantize_static(
+            str(self.model), str(onnx_file), self._reader() if not self.cache.is_file() else None,
+            quant_format=quantization.QuantFormat.QDQ, per_channel=self.per_channel,
+            activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
+            op_types_to_quantize=None, nodes_to_exclude=list(float_layers), calibrate_method=self.method,
+            extra_options=dict(self.extra_options), calibration_cache_path=str(self.cache))
+        if self.runtime == "openvino":
+            from edgekit.export.openvino import onnx2openvino
+
+            return onnx2openvino(onnx_file, dst / "model.xml")
+        return onnx_file
+
+    def run(self, model_file: Path, images: np.ndarray) -> np.ndarray:
+        from edgekit.runtime.backends import open_backend
+
+        if model_file not in self._backends:
+            self._backends[model_file] = open_backend(self.runtime, model_file)
+        return _batched(self._backends[model_file], images)
+
+
+class PaddleSlimRoute:
+    """PaddleSlim `quant_post_static` on the legacy Paddle program (QDQ-style quantize_linear /
+    dequantize_linear ops, weights per channel), run in a child process with FLAGS_enable_pir_api=0.
+
+    The quantized program is what Paddle Inference loads and what Paddle Lite's
+    optimizer turns into an INT8 `.nb`. It is evaluated on this host with Paddle
+    Inference (the fake-quantized graph computes what the INT8 kernels compute, up to rounding).
+    """
+
+    name = "PaddleSlim quant_post_static (Paddle program)"
+
+    def __init__(self, program: Path, calibration: np.ndarray, *, algorithm: str, per_channel: bool,
+                 batch_size: int, work: Path, input_name: str = "x"):
+        self.program = program
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        self.calibration_file = work / "calibration.npy"
+        np.save(self.calibration_file, calibration)
+        # PaddleSlim's names for the same estimators.
+        self.algo = {"minmax": "abs_max", "percentile": "hist", "entropy": "KL"}[algorithm]
+        self.per_channel = per_channel
+        self.batch_size = batch_size
+        self.input_name = input_name
+        from edgekit.export.lite import read_program
+
+        # A layer is named by its weight parameter, which is what PaddleSlim's skip list takes.
+        proto = read_program(program)
+        self._layers = []
+        for op in proto.blocks[0].ops:
+            if op.type in ("conv2d", "depthwise_conv2d", "matmul", "matmul_v2", "mul"):
+                weights = [a for slot in op.inputs if slot.parameter in ("Filter", "Y") for a in slot.arguments]
+                if weights:
+                    self._layers.append(weights[0])
+        self._backends: dict[Path, object] = {}
+
+    def layers(self) -> list[str]:
+        return list(self._layers)
+
+    def quantize(self, float_layers: Sequence[str], dst: Path) -> Path:
+        dst.mkdir(parents=True, exist_ok=True)
+        job = {"model_dir": str(self.program.parent), "model_filename": self.program.name,
+               "params_filename": self.program.with_suffix(".pdiparams").name, "out_dir": str(dst),
+               "calibration": str(self.calibration_file), "batch_size": self.batch_size, "algo": self.algo,
+               "per_channel": self.per_channel, "skip": list(float_layers), "input_name": self.input_name}
+        env = {**os.environ, "FLAGS_enable_pir_api": "0"}
+        proc = subprocess.run([sys.executable, "-m", "edgekit.compress._ptq_worker", json.dumps(job)], env=env,
+                              capture_output=True, text=True)
+        model_file = dst / "inference.pdmodel"
+        if proc.returncode != 0 or not model_file.is_file():
+            raise EdgekitError(f"PaddleSlim post-training quantization of {self.program} failed:\n"
+                               f"{proc.stderr.strip()[-2000:]}")
+        return model_file
+
+    def run(self, model_file: Path, images: np.ndarray) -> np.ndarray:
+        from edgekit.runtime.backends import open_backend
+
+        if model_file not in self._backends:
+            self._backends[model_file] = open_backend("paddle-inference", model_file)
+        return _batched(self._backends[model_file], images)
+
+
+class NNCFRoute:
+    """NNCF post-training quantization of the OpenVINO IR (measured against OnnxQDQRoute in
+    benchmarks/int8.py; not a dependency of edgekit: used only where `nncf` is installed)."""
+
+    name = "NNCF quantize (OpenVINO IR)"
+
+    def __init__(self, fp32_xml: Path, calibration: np.ndarray, *, algorithm: str, per_channel: bool,
+                 batch_size: int, work: Path):
+        try:
+            import nncf
+        except ImportError:
+            raise EdgekitError("The NNCF route needs `pip install nncf`.") from None
+        import openvino as ov
+
+        if algorithm == "entropy":
+            raise EdgekitError("NNCF has no entropy (KL) range estimator; use minmax or percentile.")
+        self.nncf = nncf
+        self.model = ov.Core().read_model(str(fp32_xml))
+        batches = [calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)]
+        self.dataset = nncf.Dataset(batches)
+        self.subset_size = len(batches)
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        estimator = {"minmax": RangeEstimatorParametersSet.MINMAX,
+                     "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE}[algorithm]
+        self.advanced = AdvancedQuantizationParameters(activations_range_estimator_params=estimator)
+        self._layers = [op.get_friendly_name() for op in self.model.get_ordered_ops()
+                        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
+        self._backends: dict[Path, object] = {}
+
+    def layers(self) -> list[str]:
+        return list(self._layers)
+
+    def quantize(self, float_layers: Sequence[str], dst: Path) -> Path:
+        import openvino as ov
+
+        dst.mkdir(parents=True, exist_ok=True)
+        quantized = self.nncf.quantize(self.model, self.dataset, subset_size=self.subset_size,
+                                       ignored_scope=self.nncf.IgnoredScope(names=list(float_layers)),
+                                       advanced_parameters=self.advanced)
+        ov.save_model(quantized, str(dst / "model.xml"), compress_to_fp16=False)
+        return dst / "model.xml"
+
+    def run(self, model_file: Path, images: np.ndarray) -> np.ndarray:
+        from edgekit.runtime.backends import open_backend
+
+        if model_file not in self._backends:
+            self._backends[model_file] = open_backend("openvino", model_file)
+        return _batched(self._backends[model_file], images)
+
+
+def copy_artifact(model_file: Path, bundle: Path, stem: str = "model") -> Path:
+    """Copy a route's artifact (and its companion weights file) into the bundle as `stem.*`."""
+    companions = {".xml": ".bin", ".pdmodel": ".pdiparams"}
+    target = bundle / (stem + model_file.suffix)
+    shutil.copyfile(model_file, target)
+    if model_file.suffix in companions:
+        shutil.copyfile(model_file.with_suffix(companions[model_file.suffix]),
+                        bundle / (stem + companions[model_file.suffix]))
+    return target

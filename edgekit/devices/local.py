@@ -1,0 +1,85 @@
+"""The local device: this machine, in this process, through edgekit's own runtime backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.data.preprocess import decode_image, preprocess
+from edgekit.devices import runner
+from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
+from edgekit.errors import EdgekitError
+from edgekit.runtime.backends import open_backend
+from edgekit.zoo.cards import Preprocessing
+
+
+def prepare_image(path: Path, pp: Preprocessing):
+    """Decode and preprocess one image; ValueError with the runner's wording when it cannot be read."""
+    if not path.is_file():
+        raise ValueError(runner.MISSING_FILE)
+    try:
+        image = decode_image(path)
+    except EdgekitError:
+        raise ValueError(runner.NOT_DECODABLE) from None
+    return preprocess(image, pp)
+
+
+def default_workers() -> int:
+    import os
+
+    return min(4, os.cpu_count() or 1)
+
+
+class _TimeLimit(Exception):
+    pass
+
+
+def run_pipeline(images, pp: Preprocessing, infer, batch: int, workers: int | None, collector: BatchCollector,
+                 progress: Progress, phase: str = "run", timeout: float | None = None) -> tuple[dict, str | None]:
+    """Classify `images` into `collector`; returns (timings, why it stopped early or None).
+
+    An interrupt, the time limit or a runtime failure after some batches keeps
+    what was done: the caller reports it as partial instead of losing it.
+    """
+    total = len(images)
+    stats = {"seconds": 0.0, "infer_seconds": 0.0, "images": 0}
+
+    def on_batch(positions, logits, failures, done, live):
+        collector.add(positions, logits, failures, done)
+        stats.update(live)
+        progress(phase, done, total, None)
+        if timeout is not None and live["seconds"] > timeout and done < total:
+            raise _TimeLimit()
+
+    try:
+        runner.evaluate(total, lambda i: prepare_image(Path(images[i]), pp), infer, batch,
+                        workers or default_workers(), on_batch)
+    except KeyboardInterrupt:
+        return stats, f"interrupted after {collector.done} of {total} images"
+    except _TimeLimit:
+        return stats, f"over the {timeout:g} s time limit after {collector.done} of {total} images"
+    except EdgekitError as exc:
+        if not collector.done:
+            raise
+        return stats, f"the runtime failed after {collector.done} of {total} images: {exc}"
+    return stats, None
+
+
+class LocalDevice:
+    address = "local"
+
+    def __init__(self, timeout: float | None = None):
+        self.timeout = timeout
+
+    def run(self, job: DeviceJob, progress: Progress = no_progress) -> DeviceRun:
+        options = {"threads": job.threads} if job.threads else {}
+        backend = open_backend(job.runtime, job.model_file, **options)
+        pp = Preprocessing.from_dict(job.manifest["preprocessing"])
+        collector = BatchCollector()
+        stats, stopped = run_pipeline(job.images, pp, backend, job.batch, job.workers, collector, progress,
+                                      timeout=self.timeout)
+        positions, logits = collector.arrays(job.manifest["model"]["num_classes"])
+        return DeviceRun(positions=positions, logits=logits, failures=collector.failures, done=collector.done,
+                         seconds=stats["seconds"], infer_seconds=stats["infer_seconds"],
+                         device={"kind": "local", "address": "local", **runner.device_info()},
+                         runtime={"name": job.runtime, "version": backend.version, "precision": backend.precision},
+                         partial=stopped is not None, partial_reason=stopped)

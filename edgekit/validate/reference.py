@@ -1,0 +1,115 @@
+"""The reference a bundle is compared with: another bundle, or the FP32 Paddle model it was built from.
+
+The reference always runs on the host, on exactly the images the candidate
+classified, each model with its own manifest's preprocessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekit.bundle import read_manifest, verify_files
+from edgekit.errors import EdgekitError
+from edgekit.zoo.cards import Preprocessing
+
+
+@dataclass(frozen=True)
+class Reference:
+    kind: str  # "bundle" or "paddle-source"
+    name: str  # what a report shows
+    path: Path
+    preprocessing: Preprocessing
+    num_classes: int
+    runtime: str | None = None  # bundles: their runtime; sources: "paddle" or "paddle-inference"
+
+
+def _host_can_run(manifest: dict) -> str | None:
+    """Why the host cannot run this bundle, or None."""
+    import platform
+
+    from edgekit.devices.runner import LITE_ARCH_MACHINES
+
+    arch = manifest["target"].get("options", {}).get("arch")
+    if manifest["target"]["runtime"] == "paddle-lite" and arch:
+        if platform.machine().lower() not in LITE_ARCH_MACHINES.get(arch, ()):
+            return f"it holds Paddle Lite {arch} kernels and this host is {platform.machine()}"
+    return None
+
+
+def reference_bundle(path: str | Path, candidate: dict) -> Reference:
+    root = Path(path)
+    if not root.is_dir():
+        raise EdgekitError(f"--reference {root} is not a bundle directory.")
+    manifest = read_manifest(root)
+    verify_files(root, manifest)
+    classes = manifest["model"]["num_classes"]
+    if classes != candidate["model"]["num_classes"]:
+        raise EdgekitError(f"--reference {root} has {classes} classes but the bundle has "
+                           f"{candidate['model']['num_classes']}; a reference must classify the same classes.")
+    why_not = _host_can_run(manifest)
+    if why_not:
+        raise EdgekitError(f"--reference {root} cannot run on this host: {why_not}. Use an onnx, openvino, "
+                           "paddle or x86-lite build of the same model as the reference.")
+    target = manifest["target"]
+    return Reference("bundle", f"{manifest['model']['name']} {target['name']} {target['precision']} ({root})",
+                     root, Preprocessing.from_dict(manifest["preprocessing"]), classes, target["runtime"])
+
+
+def source_reference(manifest: dict) -> tuple[Reference | None, str]:
+    """The FP32 Paddle model named by the manifest's weights, or None and why not."""
+    from edgekit.zoo.weights import file_sha256
+
+    weights = manifest.get("weights", {})
+    source = weights.get("source")
+    if not source or weights.get("random_init"):
+        return None, "the bundle was built from random-init weights, so there is no source model to compare with"
+    path = Path(source)
+    pp = Preprocessing.from_dict(manifest["preprocessing"])
+    classes = manifest["model"]["num_classes"]
+    name = manifest["model"]["name"]
+    if path.is_dir():
+        for program in ("inference.pdmodel", "inference.json"):
+            if (path / program).is_file() and (path / "inference.pdiparams").is_file():
+                return Reference("paddle-source", f"Paddle Inference on {path} (FP32 source)", path / program, pp,
+                                 classes, "paddle-inference"), ""
+        return None, f"the source inference model {path} named in the manifest is incomplete here"
+    if not path.is_file():
+        return None, (f"the source weights {path} named in the manifest are not on this machine "
+                      "(pass --reference BUNDLE to compare with another build)")
+    expected = weights.get("sha256")
+    if expected and file_sha256(path) != expected:
+        return None, f"the source weights {path} changed since the bundle was built (sha256 differs)"
+    return Reference("paddle-source", f"Paddle {name} FP32 with {path.name} (the bundle's source)", path, pp,
+                     classes, "paddle"), ""
+
+
+def open_reference(reference: Reference, model_name: str, threads: int | None) -> Callable[[np.ndarray], Any]:
+    """A callable batch -> logits for the reference model."""
+    if reference.kind == "bundle":
+        from edgekit.runtime import load
+
+        options = {"threads": threads} if threads else {}
+        return load(reference.path, verify=False, **options).backend
+    if reference.runtime == "paddle-inference":
+        from edgekit.runtime.backends import open_backend
+
+        return open_backend("paddle-inference", reference.path, threads=threads)
+    import paddle
+
+    from edgekit.zoo import create_model
+    from edgekit.zoo.weights import load_weights
+
+    with paddle.utils.unique_name.guard():
+        model = create_model(model_name, num_classes=reference.num_classes)
+    load_weights(model, reference.path)
+    model.eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with paddle.no_grad():
+            return model(paddle.to_tensor(batch)).numpy()
+
+    return run

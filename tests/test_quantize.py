@@ -1,0 +1,252 @@
+"""INT8 builds on every target family, accuracy control, QAT, and bad calibration data.
+
+One small ResNet18 trained briefly on real digits (32 px) is shared by every
+test (trained once per session, across xdist workers, under a file lock).
+"""
+
+import fcntl
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from edgekit import api
+from edgekit.bundle import read_manifest
+from edgekit.cli import app
+from edgekit.errors import EdgekitError
+
+MODEL = "ResNet18"
+SIZE = 32
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory):
+    """(weights, digits dataset, calibration list of 400 train images): trained once for all workers."""
+    import paddle
+
+    from edgekit.data.datasets import open_dataset
+    from edgekit.data.digits import make_digits_dataset
+    from edgekit.training import fit, subset
+    from edgekit.zoo import create_model
+    from edgekit.zoo.cards import get_card
+    import dataclasses
+
+    root = tmp_path_factory.getbasetemp().parent / "edgekit-int8-digits"
+    root.mkdir(exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ds = make_digits_dataset(root / "digits", size=SIZE)
+        # The name carries the training settings: a cache from other settings is never reused.
+        weights = root / f"{MODEL}-{SIZE}px-30perclass-3epochs-b16.pdparams"
+        calib = ds.root / "calib_list.txt"
+        if not weights.is_file():
+            pp = dataclasses.replace(get_card(MODEL).preprocessing, resize_short=SIZE, crop=SIZE)
+            paddle.seed(0)
+            with paddle.utils.unique_name.guard():
+                model = create_model(MODEL, num_classes=10)
+            fit(model, subset(open_dataset(ds.train_list), 30), preprocessing=pp, epochs=3, lr=2e-3,
+                batch_size=16, progress=False)
+            train_lines = ds.train_list.read_text().splitlines()
+            calib.write_text("\n".join(train_lines[::3][:400]) + "\n")
+            # Written aside and moved, so a worker never sees half a file.
+            paddle.save(model.state_dict(), str(root / "w.tmp"))
+            shutil.move(root / "w.tmp", weights)
+    return weights, ds, calib
+
+
+def build(digits_model, target, out, **kwargs):
+    weights, _, calib = digits_model
+    kwargs.setdefault("recipe", "ptq-int8")
+    kwargs.setdefault("calib", calib)
+    return api.build(MODEL, target, weights=weights, num_classes=10, input_size=SIZE, out=out, **kwargs)
+
+
+def val_top1(bundle, ds):
+    """Top-1 of a bundle on 200 digits val images (never used for calibration or held out)."""
+    from edgekit.runtime import load
+
+    classifier = load(bundle)
+    lines = [line.rsplit(maxsplit=1) for line in ds.val_list.read_text().splitlines()[:200]]
+    batch = classifier.prepare([ds.root / path for path, _ in lines])
+    return float((classifier.run(batch).argmax(1) == np.array([int(label) for _, label in lines])).mean())
+
+
+def paddle_val_top1(digits_model):
+    """The same 200 images through the float Paddle model."""
+    import dataclasses
+
+    import paddle
+
+    from edgekit.data.datasets import LabeledImages, open_dataset
+    from edgekit.training import evaluate
+    from edgekit.zoo import create_model
+    from edgekit.zoo.cards import get_card
+    from edgekit.zoo.weights import load_weights
+
+    weights, ds, _ = digits_model
+    with paddle.utils.unique_name.guard():
+        model = create_model(MODEL, num_classes=10)
+    load_weights(model, weights)
+    val = open_dataset(ds.val_list)
+    pp = dataclasses.replace(get_card(MODEL).preprocessing, resize_short=SIZE, crop=SIZE)
+    return evaluate(model, LabeledImages(val.samples[:200], val.source), pp)["top1"]
+
+
+# --- the product path, per runtime family -------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_ptq_int8_bundle_is_int8_and_within_budget(digits_model, target, tmp_path):
+    result = build(digits_model, target, tmp_path / "b", max_drop=0.02)
+    manifest = read_manifest(result.path)
+    assert manifest["target"]["precision"] == "int8"
+    assert manifest["recipe"]["name"] == "ptq-int8" and manifest["recipe"]["passes"][0]["max_drop"] == 0.02
+    quant = manifest["compression"]["quantization"]
+    assert quant["route"].startswith("onnxruntime quantize_static")
+    assert quant["drop"] <= 0.02 and quant["holdout_images"] == 200 and quant["fp32_top1"] > 0.8
+    assert manifest["compression"]["data"]["calibration_images"] == 200
+    assert manifest["parity"]["passed"] and manifest["parity"]["top1_agreement"] >= 0.9
+    if target == "onnx":
+        ops = {node.op_type for node in onnx.load(str(result.path / "model.onnx")).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    else:
+        assert (result.path / "model.bin").stat().st_size < 0.35 * 11.2e6 * 4  # int8 weights, not f32
+    # On images neither calibration nor the held-out split saw: still close to FP32.
+    assert val_top1(result.path, digits_model[1]) >= paddle_val_top1(digits_model) - 0.03
+
+
+def test_arm_lite_int8_from_paddleslim_program(digits_model, tmp_path):
+    result = build(digits_model, "arm-lite", tmp_path / "b", max_drop=None,
+                   recipe_overrides={"ptq.max_drop": None, "ptq.holdout_images": 100, "ptq.calibration_images": 64})
+    manifest = read_manifest(result.path)
+    quant = manifest["compression"]["quantization"]
+    assert quant["route"].startswith("PaddleSlim") and "Paddle Lite" in quant["evaluated_on"]
+    assert abs(quant["drop"]) < 0.05
+    assert manifest["parity"]["measured"] is False
+    nb = result.path / "model.nb"
+    assert nb.read_bytes()[2:10] == b"v2.13-rc" and nb.stat().st_size < 0.4 * 11.2e6 * 4
+
+
+def test_paddle_int8_rejected_for_x86_lite(digits_model, tmp_path):
+    with pytest.raises(EdgekitError, match="does not support precision 'int8'"):
+        build(digits_model, "x86-lite", tmp_path / "b")
+
+
+# --- accuracy control ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def onnx_route(digits_model, tmp_path_factory):
+    """The ONNX route calibrated on a deliberately poor set: 16 dimmed images of one digit."""
+    from edgekit.compress.routes import OnnxQDQRoute
+    from edgekit.data.datasets import open_dataset
+    from edgekit.export.onnx import paddle2onnx
+    from edgekit.export.paddle import export_legacy_program
+    from edgekit.training.data import decode_images
+    from edgekit.zoo.cards import get_card
+    import dataclasses
+
+    weights, ds, _ = digits_model
+    work = tmp_path_factory.mktemp("route")
+    program = export_legacy_program(MODEL, 10, weights, work / "paddle", SIZE)
+    fp32 = paddle2onnx(program, program.with_suffix(".pdiparams"), work / "fp32.onnx")
+    pp = dataclasses.replace(get_card(MODEL).preprocessing, resize_short=SIZE, crop=SIZE)
+    val = decode_images(open_dataset(ds.val_list), pp)
+    ones = val.images[val.labels == 1][:16]
+    poor = ones * 0.3 + (ones.min() * 0.7)
+    route = OnnxQDQRoute(fp32, poor, algorithm="minmax", per_channel=False, batch_size=16, runtime="onnxruntime",
+                         work=work / "int8")
+    return route, fp32, val, work
+
+
+def test_accuracy_control_returns_measured_sensitive_layers_to_float(onnx_route):
+    from edgekit.compress.quantize import accuracy_controlled_quantization
+
+    route, fp32, val, work = onnx_route
+    holdout_x, holdout_y = val.images[:200], val.labels[:200]
+    report = accuracy_controlled_quantization(route, fp32, val.images[300:364], holdout_x, holdout_y,
+                                              max_drop=0.005, max_float_layers=None, work=work / "ac",
+                                              algorithm="minmax")
+    assert report.attempts[0]["int8_top1"] < report.fp32_top1 - 0.005  # the poor calibration did hurt
+    assert report.float_layers and report.drop <= 0.005
+    assert len(report.sensitivity) == len(route.layers())
+    recovered = [s.error_recovered for s in report.sensitivity]
+    assert recovered == sorted(recovered, reverse=True)
+    assert report.float_layers == [s.layer for s in report.sensitivity[:len(report.float_layers)]]
+    # Weighted layers kept in float keep float weights (a float initializer, not a DequantizeLinear output).
+    graph = onnx.load(str(report.model_file)).graph
+    float_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    nodes = {n.name: n for n in graph.node}
+    kept_weighted = [name for name in report.float_layers if nodes[name].op_type in ("Conv", "Gemm", "MatMul")]
+    assert all(nodes[name].input[1] in float_weights for name in kept_weighted)
+    assert all(n.input[1] not in float_weights for n in graph.node
+               if n.op_type == "Conv" and n.name not in report.float_layers)
+    record = report.to_manifest()
+    assert json.dumps(record) and record["float_layers"] == report.float_layers
+
+
+def test_unreachable_budget_fails_loudly(onnx_route):
+    from edgekit.compress.quantize import accuracy_controlled_quantization
+
+    route, fp32, val, work = onnx_route
+    with pytest.raises(EdgekitError, match="INT8 accuracy budget not met.*max_drop 0.005.*returning 0 of"):
+        accuracy_controlled_quantization(route, fp32, val.images[300:364], val.images[:200], val.labels[:200],
+                                         max_drop=0.005, max_float_layers=0, work=work / "fail", algorithm="minmax")
+
+
+# --- QAT ----------------------------------------------------------------------------------------------
+
+def test_qat_int8_paddle_bundle(digits_model, tmp_path):
+    result = build(digits_model, "paddle", tmp_path / "b", recipe="qat-int8",
+                   recipe_overrides={"qat.epochs": 1, "qat.train_images": 128, "qat.holdout_images": 60,
+                                     "qat.max_drop": 0.05})
+    manifest = read_manifest(result.path)
+    assert manifest["recipe"]["name"] == "qat-int8"
+    assert manifest["compression"]["qat"]["epochs"] == 1 and manifest["compression"]["qat"]["train_images"] == 128
+    quant = manifest["compression"]["quantization"]
+    assert quant["route"].startswith("PaddleSlim QAT") and quant["drop"] <= 0.05
+    from edgekit.export.lite import is_quantized, read_program
+
+    assert is_quantized(read_program(result.path / "model.pdmodel"))
+    assert val_top1(result.path, digits_model[1]) > 0.5
+
+
+# --- bad calibration data: clear message, exit 2, nothing written ------------------------------------
+
+def test_undecodable_images_are_counted_and_skipped(digits_model, tmp_path):
+    import dataclasses
+
+    from edgekit.compress.data import load_compression_data, open_calibration_set, plan_split
+    from edgekit.zoo.cards import get_card
+
+    _, ds, calib = digits_model
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    listing = tmp_path / "with_broken.txt"
+    lines = [line.rsplit(maxsplit=1) for line in calib.read_text().splitlines()[:120]]
+    listing.write_text("\n".join([f"{broken} 3", f"{tmp_path / 'missing.png'} 4"]
+                                 + [f"{ds.root / path} {label}" for path, label in lines]) + "\n")
+    data = open_calibration_set(listing)
+    split = plan_split(data, holdout_images=500, calibration_images=256, max_drop=0.05)
+    assert (split.total, split.holdout, split.calibration) == (122, 61, 61)
+    pp = dataclasses.replace(get_card(MODEL).preprocessing, resize_short=SIZE, crop=SIZE)
+    decoded = load_compression_data(data, split, pp, 10)
+    assert decoded.skipped == 2 and decoded.to_manifest()["undecodable_images_skipped"] == 2
+    assert len(decoded.holdout_images) + len(decoded.train_images) == 120
+    assert decoded.calibration.shape[1:] == (3, SIZE, SIZE)
+
+
+def test_calibration_set_that_does_not_decode_exits_2_and_writes_nothing(digits_model, tmp_path):
+    weights, _, _ = digits_model
+    folder = tmp_path / "classes"
+    for digit in range(10):
+        (folder / str(digit)).mkdir(parents=True)
+        for i in range(4):
+            (folder / str(digit) / f"{i}.png").write_bytes(b"garbage")
+    r = runner.invoke(app, ["build", MODEL, "--target", "onnx", "--weights", str(weights), "--num-classes", "10",
+                            "--input-size", str(SIZE), "--recipe", "ptq-int8", "--calib", str(folder),
+                            "--max-drop", "0.1", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "0 usable images (40 could not be decoded" in r.output.replace("\n", "")
+    assert not (tmp_path / "out").exists()
