@@ -31,7 +31,8 @@ from edgekit.export import paddle as paddle_export
 from edgekit.parity import compare_logits, within
 from edgekit.targets import Target, get_target
 from edgekit.zoo import get_entry
-from edgekit.zoo.cards import ModelCard, Preprocessing, get_card
+from edgekit.preprocessing import Preprocessing
+from edgekit.zoo.cards import ModelCard, get_card
 
 Progress = Callable[[str], None]
 

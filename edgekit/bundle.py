@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edgekit.errors import EdgekitError
-from edgekit.zoo.weights import file_sha256
+from edgekit.hashing import file_sha256
 
 MANIFEST = "edgekit.json"
 SCHEMA_VERSION = 1

@@ -257,7 +257,8 @@ def test_runner_preprocessing_is_edgekits_bit_for_bit(digits):
     from edgekit.data.preprocess import decode_image, preprocess
     from edgekit.data.samples import sample_photos
     from edgekit.devices import runner as device_runner
-    from edgekit.zoo.cards import Preprocessing, get_card
+    from edgekit.preprocessing import Preprocessing
+    from edgekit.zoo.cards import get_card
 
     images = [decode_image(digits.root / "images" / "0007.png"), *sample_photos(3).values()]
     configs = [get_card("ResNet50_vd").preprocessing,

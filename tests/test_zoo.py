@@ -94,7 +94,7 @@ def test_variants_share_their_base_network():
 def test_committed_cards_match_the_seed_pages():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("make_cards", Path(__file__).parents[1] / "tools" / "make_cards.py")
+    spec = importlib.util.spec_from_file_location("make_cards", Path(__file__).parents[1] / "scripts" / "make_cards.py")
     make_cards = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_cards)
     fresh = make_cards.parse_seeds(SEEDS)

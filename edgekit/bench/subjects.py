@@ -23,7 +23,7 @@ import numpy as np
 from edgekit.bench.device_timer import timed_loop
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.errors import EdgekitError
-from edgekit.zoo.cards import Preprocessing
+from edgekit.preprocessing import Preprocessing
 
 TIMER_SCRIPT = Path(__file__).with_name("device_timer.py")
 # What the runtimes' own precision labels mean, in one vocabulary.

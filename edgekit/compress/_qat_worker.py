@@ -25,7 +25,7 @@ def main(job: dict) -> None:
 
     from edgekit.training import DecodedImages, fit
     from edgekit.zoo import create_model
-    from edgekit.zoo.cards import Preprocessing
+    from edgekit.preprocessing import Preprocessing
     from edgekit.zoo.weights import load_weights
 
     out = Path(job["out"])

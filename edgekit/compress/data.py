@@ -15,7 +15,7 @@ import numpy as np
 
 from edgekit.data.datasets import LabeledImages, open_dataset
 from edgekit.errors import EdgekitError
-from edgekit.zoo.cards import Preprocessing
+from edgekit.preprocessing import Preprocessing
 
 # Fewer images than this cannot estimate activation ranges.
 MIN_CALIBRATION_IMAGES = 16

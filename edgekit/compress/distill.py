@@ -35,7 +35,7 @@ from edgekit.data.datasets import LabeledImages
 from edgekit.errors import EdgekitError
 from edgekit.training.data import UNLABELED, DecodedImages, decode_images
 from edgekit.training.trainer import EpochRecord, TrainResult, evaluate, fit, masked_cross_entropy, predict_logits
-from edgekit.zoo.cards import Preprocessing
+from edgekit.preprocessing import Preprocessing
 
 CHECKPOINT_SUBDIR = "distill-checkpoints"
 
@@ -205,7 +205,7 @@ def _row_key(row: np.ndarray) -> bytes:
 
 
 def _file_digest(path: Path) -> str:
-    from edgekit.zoo.weights import file_sha256
+    from edgekit.hashing import file_sha256
 
     return file_sha256(path)[:16]
 

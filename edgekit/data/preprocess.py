@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edgekit.errors import EdgekitError
-from edgekit.zoo.cards import Preprocessing
+from edgekit.preprocessing import Preprocessing
 
 _INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
                   "nearest": cv2.INTER_NEAREST, "area": cv2.INTER_AREA}

@@ -9,7 +9,7 @@ from edgekit.devices import runner
 from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
 from edgekit.errors import EdgekitError
 from edgekit.runtime.backends import open_backend
-from edgekit.zoo.cards import Preprocessing
+from edgekit.preprocessing import Preprocessing
 
 
 def prepare_image(path: Path, pp: Preprocessing):

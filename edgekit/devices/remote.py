@@ -36,7 +36,7 @@ import numpy as np
 from edgekit.devices import runner
 from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
 from edgekit.errors import EdgekitError
-from edgekit.zoo.weights import file_sha256
+from edgekit.hashing import file_sha256
 
 RUNNER_SOURCE = Path(runner.__file__)
 SHORT_TIMEOUT = 120.0  # probe, have, small file transfers

@@ -20,7 +20,7 @@ from edgekit.bundle import read_manifest, verify_files
 from edgekit.data.preprocess import decode_image, preprocess_batch
 from edgekit.errors import EdgekitError
 from edgekit.runtime.backends import open_backend
-from edgekit.zoo.cards import Preprocessing
+from edgekit.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 from edgekit.data.datasets import LabeledImages
 from edgekit.data.preprocess import decode_image, preprocess
 from edgekit.errors import EdgekitError
-from edgekit.zoo.cards import Preprocessing
+from edgekit.preprocessing import Preprocessing
 
 # Label of an image whose class is unknown (unlabeled distillation data).
 UNLABELED = -1

@@ -36,7 +36,7 @@ import numpy as np
 from edgekit.data.datasets import LabeledImages
 from edgekit.errors import EdgekitError
 from edgekit.training.data import UNLABELED, DecodedImages, decode_images
-from edgekit.zoo.cards import Preprocessing
+from edgekit.preprocessing import Preprocessing
 
 # (logits, labels, images) -> scalar loss tensor. Labels may hold UNLABELED (-1) entries.
 LossFn = Callable[[Any, Any, Any], Any]

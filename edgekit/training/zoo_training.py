@@ -17,7 +17,8 @@ from typing import Any
 from edgekit.data.datasets import LabeledImages, open_dataset
 from edgekit.errors import EdgekitError
 from edgekit.training.trainer import TrainResult, evaluate, fit
-from edgekit.zoo.cards import Preprocessing, get_card
+from edgekit.preprocessing import Preprocessing
+from edgekit.zoo.cards import get_card
 
 
 @dataclass

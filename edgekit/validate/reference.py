@@ -14,7 +14,7 @@ import numpy as np
 
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.errors import EdgekitError
-from edgekit.zoo.cards import Preprocessing
+from edgekit.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def reference_bundle(path: str | Path, candidate: dict) -> Reference:
 
 def source_reference(manifest: dict) -> tuple[Reference | None, str]:
     """The FP32 Paddle model named by the manifest's weights, or None and why not."""
-    from edgekit.zoo.weights import file_sha256
+    from edgekit.hashing import file_sha256
 
     weights = manifest.get("weights", {})
     source = weights.get("source")

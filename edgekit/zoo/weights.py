@@ -7,7 +7,6 @@ plain containers only. Anything else is refused and names the file.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 from collections import OrderedDict
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import EdgekitError
+from edgekit.hashing import file_sha256
 
 # (module, name) pairs a PaddleClas state dict legitimately needs.
 _ALLOWED_GLOBALS = {
@@ -81,14 +81,6 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             )
         state[key] = value
     return state
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _listing(items: list[str], limit: int = 5) -> str:

@@ -1,7 +1,7 @@
 """Regenerate edgekit/zoo/cards.json from the PaddleClas model-zoo seed pages.
 
-    python tools/make_cards.py --seeds ../shared/seeds            # published figures
-    python tools/make_cards.py --seeds ../shared/seeds --compute  # + params/FLOPs of our networks
+    python scripts/make_cards.py --seeds ../shared/seeds            # published figures
+    python scripts/make_cards.py --seeds ../shared/seeds --compute  # + params/FLOPs of our networks
 
 The seed pages are Markdown; one (ResNeXt.md) has its tables flattened to
 whitespace-separated rows, parsed by position. Missing cells stay null.
