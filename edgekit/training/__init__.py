@@ -1,7 +1,9 @@
 """The shared small trainer (fit / evaluate) and its in-memory data loader."""
 
 from edgekit.training.data import UNLABELED, DecodedImages, decode_images, subset, unlabeled
-from edgekit.training.trainer import EpochRecord, TrainResult, evaluate, fit, predict_logits, topk_accuracy
+from edgekit.training.evaluation import evaluate, predict_logits, topk_accuracy
+from edgekit.training.records import EpochRecord, TrainResult
+from edgekit.training.trainer import fit
 
 __all__ = ["fit", "evaluate", "predict_logits", "topk_accuracy", "EpochRecord", "TrainResult", "DecodedImages",
            "decode_images", "subset", "unlabeled", "UNLABELED"]
