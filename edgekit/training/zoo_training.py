@@ -126,12 +126,12 @@ def distill_zoo_model(student: str, train: LabeledImages | str | Path, val: Labe
     """Distill zoo `teacher` (trained weights required) into a fresh zoo `student`; save it to `out`."""
     from pydantic import ValidationError
 
-    from edgekit.compress.distill import DistillPass
+    from edgekit.training.distillation import DistillationSettings
 
     try:
-        step = DistillPass(teacher=teacher, teacher_weights=teacher_weights, temperature=temperature, alpha=alpha,
-                           use_labels=use_labels, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                           augment=augment, warmup=warmup)
+        step = DistillationSettings(teacher=teacher, teacher_weights=teacher_weights, temperature=temperature,
+                                     alpha=alpha, use_labels=use_labels, epochs=epochs, lr=lr,
+                                     batch_size=batch_size, seed=seed, augment=augment, warmup=warmup)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise EdgekitError(f"Distillation settings are invalid: {problems}.") from None
