@@ -7,334 +7,40 @@ time (CUDA events around the enqueue) and host latency (H2D + compute + D2H)
 reported separately, median and p99. `trtexec` is used when it is on PATH,
 the TensorRT Python API (with NVIDIA's cuda-python for streams and events)
 otherwise. Nothing here ever reports a non-TensorRT figure as TensorRT.
+
+This module runs the benchmark and keeps its records (GpuRecord); beside it:
+`tensorrt_tools` (what is installed), `tensorrt_trtexec` (trtexec commands and
+output parsing), `tensorrt_python` (the Python API path), `tensorrt_timing`
+(the measurement both paths return).
 """
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import subprocess
 import tempfile
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
-from edgekit.bench.reference import GpuProfile, gpu_profile, reference_ms
 from edgekit.bench.records import BenchReport
+from edgekit.bench.reference import GpuProfile, gpu_profile, reference_ms
+from edgekit.bench.tensorrt_python import python_api_engine, python_api_measure
+from edgekit.bench.tensorrt_timing import TimingSummary, TrtMeasurement
+from edgekit.bench.tensorrt_tools import (CONTAINER_TRTEXEC, GpuTools, check_gpu_tools, detect_gpus, find_trtexec,
+                                          tensorrt_python_version)
+from edgekit.bench.tensorrt_trtexec import (parse_trtexec_output, run_trtexec, trtexec_build_command,
+                                            trtexec_run_command)
 from edgekit.errors import EdgekitError
+
+# The names importable from here before the split, so callers and tests keep one import path.
+__all__ = ["run_gpu_bench", "GpuRecord", "GpuTools", "check_gpu_tools", "detect_gpus", "find_trtexec",
+           "tensorrt_python_version", "CONTAINER_TRTEXEC", "GPU_PRECISIONS", "TimingSummary", "TrtMeasurement",
+           "parse_trtexec_output", "trtexec_build_command", "trtexec_run_command"]
 
 Progress = Callable[[str], None]
 
-# NVIDIA's TensorRT containers keep trtexec here, off PATH.
-CONTAINER_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 GPU_PRECISIONS = ("fp32", "fp16")
-HOW_TO_GET_TENSORRT = (
-    "Install TensorRT from NVIDIA: either use NVIDIA's TensorRT container (nvcr.io/nvidia/tensorrt:<yy.mm>-py3, "
-    f"trtexec at {CONTAINER_TRTEXEC}), or the TensorRT tarball / apt packages from "
-    "https://developer.nvidia.com/tensorrt and put its bin/ (trtexec) on PATH; or `pip install tensorrt "
-    "cuda-python` on a machine that can reach NVIDIA's package index (the PyPI tensorrt wheels download their "
-    "payload from pypi.nvidia.com at install time).")
-HOW_TO_GET_GPU = ("Run on a machine with an NVIDIA GPU and its driver (nvidia-smi must list the GPU), ideally the "
-                  "profile's own GPU (a T4 or V100 cloud instance).")
 
-
-# ---------------------------------------------------------------- what is on this machine
-
-def detect_gpus() -> list[str]:
-    """Names of the NVIDIA GPUs the driver reports (nvidia-smi), or [] when there is none or no driver."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    try:
-        proc = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
-                              timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
-
-
-def find_trtexec() -> str | None:
-    found = shutil.which("trtexec")
-    if found:
-        return found
-    return CONTAINER_TRTEXEC if os.access(CONTAINER_TRTEXEC, os.X_OK) else None
-
-
-def _import_cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        from cuda import cudart  # older cuda-python
-    return cudart
-
-
-def tensorrt_python_version() -> str | None:
-    """The TensorRT Python package's version when it and cuda-python both import, else None."""
-    try:
-        import tensorrt
-
-        _import_cudart()
-    except ImportError:
-        return None
-    return tensorrt.__version__
-
-
-@dataclass(frozen=True)
-class GpuTools:
-    gpus: list[str]
-    trtexec: str | None
-    python_api: str | None  # TensorRT Python version
-
-    @property
-    def tool(self) -> str:
-        return "trtexec" if self.trtexec else "tensorrt-python"
-
-
-def check_gpu_tools() -> GpuTools:
-    """What the GPU path needs, or one EdgekitError naming everything missing and how to get it."""
-    tools = GpuTools(gpus=detect_gpus(), trtexec=find_trtexec(), python_api=None)
-    if tools.trtexec is None:
-        tools = GpuTools(tools.gpus, None, tensorrt_python_version())
-    missing = []
-    if not tools.gpus:
-        why = "nvidia-smi is not on PATH" if shutil.which("nvidia-smi") is None else "nvidia-smi lists no GPU"
-        missing.append(f"an NVIDIA GPU ({why}). {HOW_TO_GET_GPU}")
-    if tools.trtexec is None and tools.python_api is None:
-        missing.append(f"TensorRT (no `trtexec` on PATH or at {CONTAINER_TRTEXEC}, and the `tensorrt` + "
-                       f"`cuda-python` Python packages do not import). {HOW_TO_GET_TENSORRT}")
-    if missing:
-        raise EdgekitError("The TensorRT GPU benchmark cannot run here; missing: "
-                           + " And ".join(f"({i + 1}) {m}" for i, m in enumerate(missing))
-                           + " To see the published figures without measuring, add --reference-only.")
-    return tools
-
-
-# ---------------------------------------------------------------- trtexec
-
-def _shape(input_name: str, batch: int, chw: Sequence[int]) -> str:
-    return f"{input_name}:" + "x".join(str(d) for d in (batch, *chw))
-
-
-def trtexec_build_command(trtexec: str, onnx: Path, engine: Path, input_name: str, chw: Sequence[int],
-                          batches: Sequence[int], precision: str) -> list[str]:
-    """One engine per precision; its optimization profile spans the smallest to the largest batch,
-    tuned (opt) for the largest."""
-    cmd = [trtexec, f"--onnx={onnx}", f"--minShapes={_shape(input_name, min(batches), chw)}",
-           f"--optShapes={_shape(input_name, max(batches), chw)}",
-           f"--maxShapes={_shape(input_name, max(batches), chw)}", f"--saveEngine={engine}", "--skipInference"]
-    # fp32 means fp32: no TF32 on Ampere and later GPUs (the seed's T4/V100 have none).
-    cmd.append("--fp16" if precision == "fp16" else "--noTF32")
-    return cmd
-
-
-def trtexec_run_command(trtexec: str, engine: Path, input_name: str, chw: Sequence[int], batch: int,
-                        warmup_ms: int, duration_s: float, iterations: int, data_transfers: bool = True) -> list[str]:
-    cmd = [trtexec, f"--loadEngine={engine}", f"--shapes={_shape(input_name, batch, chw)}",
-           f"--warmUp={warmup_ms}", f"--duration={max(1, int(round(duration_s)))}", f"--iterations={iterations}",
-           "--useCudaGraph", "--useSpinWait"]
-    if not data_transfers:
-        cmd.append("--noDataTransfers")
-    return cmd
-
-
-@dataclass(frozen=True)
-class TimingSummary:
-    """One trtexec summary line (ms); a percentile the tool did not print is None."""
-
-    min_ms: float
-    max_ms: float
-    mean_ms: float
-    median_ms: float
-    p90_ms: float | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-
-    @classmethod
-    def from_samples(cls, samples_ms: Sequence[float]) -> "TimingSummary":
-        values = np.asarray(samples_ms, dtype=np.float64)
-        p50, p90, p95, p99 = (float(v) for v in np.percentile(values, [50, 90, 95, 99]))
-        return cls(float(values.min()), float(values.max()), float(values.mean()), p50, p90, p95, p99)
-
-    def to_dict(self) -> dict:
-        return {k: None if v is None else round(v, 5) for k, v in asdict(self).items()}
-
-
-@dataclass(frozen=True)
-class TrtMeasurement:
-    throughput_qps: float
-    host_latency: TimingSummary  # trtexec's "Latency": H2D + GPU compute + D2H
-    gpu_compute: TimingSummary
-    enqueue: TimingSummary | None = None
-    h2d: TimingSummary | None = None
-    d2h: TimingSummary | None = None
-    total_host_walltime_s: float | None = None
-    device: str | None = None
-    tensorrt_version: str | None = None
-
-
-_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
-_STAT = re.compile(r"(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\))\s*=?\s*" + _NUMBER + r"\s*ms")
-_SUMMARY_LINES = {"Latency": "host_latency", "GPU Compute Time": "gpu_compute", "Enqueue Time": "enqueue",
-                  "H2D Latency": "h2d", "D2H Latency": "d2h"}
-
-
-def _parse_stats(text: str) -> TimingSummary:
-    values: dict[str, float] = {}
-    for name, pct, number in _STAT.findall(text):
-        key = {"min": "min_ms", "max": "max_ms", "mean": "mean_ms", "median": "median_ms"}.get(name)
-        if key is None:
-            key = {"90": "p90_ms", "95": "p95_ms", "99": "p99_ms"}.get(pct)  # other percentiles are not kept
-        if key:
-            values[key] = float(number)
-    return TimingSummary(**values)
-
-
-def parse_trtexec_output(text: str) -> TrtMeasurement:
-    """The "=== Performance summary ===" block of trtexec (TensorRT 8.x / 10.x log format)."""
-    start = text.rfind("=== Performance summary ===")
-    if start < 0:
-        raise EdgekitError("trtexec printed no '=== Performance summary ===' block; its output ended with:\n"
-                           + text[-2000:])
-    summary: dict[str, object] = {}
-    for line in text[start:].splitlines():
-        body = re.sub(r"^\s*(\[[^\]]*\]\s*)*", "", line)  # drop "[10/03/2024-10:47:59] [I] "
-        label, sep, rest = body.partition(":")
-        if not sep:
-            continue
-        label = label.strip()
-        if label == "Throughput":
-            summary["throughput_qps"] = float(re.search(_NUMBER, rest).group(1))
-        elif label == "Total Host Walltime":
-            summary["total_host_walltime_s"] = float(re.search(_NUMBER, rest).group(1))
-        elif label in _SUMMARY_LINES:
-            summary[_SUMMARY_LINES[label]] = _parse_stats(rest)
-    missing = [k for k in ("throughput_qps", "host_latency", "gpu_compute") if k not in summary]
-    if missing:
-        raise EdgekitError(f"trtexec's performance summary lacks {', '.join(missing)}; unrecognised format:\n"
-                           + text[start:start + 2000])
-    device = re.search(r"Selected Device:\s*(.+)", text)
-    version = re.search(r"TensorRT version:\s*([0-9.]+)", text) or re.search(r"\[TensorRT v(\d+)\]", text)
-    return TrtMeasurement(device=device.group(1).strip() if device else None,
-                          tensorrt_version=version.group(1) if version else None, **summary)
-
-
-def _run_trtexec(cmd: list[str], what: str) -> str:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    except subprocess.TimeoutExpired:
-        raise EdgekitError(f"trtexec did not finish {what} within an hour: {' '.join(cmd)}") from None
-    output = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise EdgekitError(f"trtexec failed {what} (exit {proc.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
-    return output
-
-
-# ---------------------------------------------------------------- TensorRT Python API
-
-def _cuda_checker(cudart):
-    """cuda-python returns (error, *values): a function that raises on an error and returns the values."""
-    success = cudart.cudaError_t.cudaSuccess
-
-    def check(result):
-        err, *values = result if isinstance(result, tuple) else (result,)
-        if err != success:
-            raise EdgekitError(f"CUDA call failed: {err}")
-        return values[0] if len(values) == 1 else values
-
-    return check
-
-
-def _python_api_engine(onnx: Path, input_name: str, chw: Sequence[int], batches: Sequence[int], precision: str):
-    """Build an engine as NVIDIA's Python samples do: ONNX parser, one optimization profile."""
-    import tensorrt as trt
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    explicit_batch = 0 if int(trt.__version__.split(".")[0]) >= 10 else \
-        1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(explicit_batch)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgekitError(f"TensorRT could not parse {onnx}: {errors}")
-    config = builder.create_builder_config()
-    if precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    else:
-        config.clear_flag(trt.BuilderFlag.TF32)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, (min(batches), *chw), (max(batches), *chw), (max(batches), *chw))
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EdgekitError(f"TensorRT could not build a {precision} engine from {onnx}.")
-    return trt.Runtime(logger).deserialize_cuda_engine(serialized)
-
-
-def _python_api_measure(engine, input_name: str, chw: Sequence[int], batch: int, warmup_ms: int,
-                        duration_s: float, iterations: int, data_transfers: bool = True) -> TrtMeasurement:
-    """trtexec's two numbers with the Python API: CUDA events around the enqueue (GPU compute time),
-    a host clock around copy-in, enqueue, copy-out and synchronize (host latency)."""
-    import tensorrt as trt
-
-    cudart = _import_cudart()
-    check = _cuda_checker(cudart)
-    context = engine.create_execution_context()
-    context.set_input_shape(input_name, (batch, *chw))
-    stream = check(cudart.cudaStreamCreate())
-    buffers = []  # (name, host array, device pointer, is_input)
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        host = np.ascontiguousarray(np.random.default_rng(i).standard_normal(tuple(context.get_tensor_shape(name)))
-                                    .astype(trt.nptype(engine.get_tensor_dtype(name))))
-        device = check(cudart.cudaMalloc(host.nbytes))
-        context.set_tensor_address(name, device)
-        buffers.append((name, host, device, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT))
-    start_event, end_event = check(cudart.cudaEventCreate()), check(cudart.cudaEventCreate())
-    h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-
-    def infer() -> tuple[float, float]:
-        t0 = time.perf_counter()
-        for _, host, device, is_input in buffers:
-            if is_input and data_transfers:
-                check(cudart.cudaMemcpyAsync(device, host.ctypes.data, host.nbytes, h2d, stream))
-        check(cudart.cudaEventRecord(start_event, stream))
-        context.execute_async_v3(stream)
-        check(cudart.cudaEventRecord(end_event, stream))
-        for _, host, device, is_input in buffers:
-            if not is_input and data_transfers:
-                check(cudart.cudaMemcpyAsync(host.ctypes.data, device, host.nbytes, d2h, stream))
-        check(cudart.cudaStreamSynchronize(stream))
-        host_ms = (time.perf_counter() - t0) * 1e3
-        return host_ms, check(cudart.cudaEventElapsedTime(start_event, end_event))
-
-    try:
-        deadline = time.perf_counter() + warmup_ms / 1e3
-        while time.perf_counter() < deadline:
-            infer()
-        host_ms, gpu_ms = [], []
-        start = time.perf_counter()
-        while len(gpu_ms) < iterations or time.perf_counter() - start < duration_s:
-            h, g = infer()
-            host_ms.append(h)
-            gpu_ms.append(g)
-        walltime = time.perf_counter() - start
-    finally:
-        for _, _, device, _ in buffers:
-            cudart.cudaFree(device)
-        cudart.cudaEventDestroy(start_event)
-        cudart.cudaEventDestroy(end_event)
-        cudart.cudaStreamDestroy(stream)
-    return TrtMeasurement(throughput_qps=len(gpu_ms) / walltime, host_latency=TimingSummary.from_samples(host_ms),
-                          gpu_compute=TimingSummary.from_samples(gpu_ms), total_host_walltime_s=walltime,
-                          tensorrt_version=trt.__version__)
-
-
-# ---------------------------------------------------------------- the benchmark
 
 @dataclass
 class GpuRecord:
@@ -440,20 +146,20 @@ def run_gpu_bench(target: str, gpu: str, precisions: Sequence[str] | None = None
                 progress(f"building the TensorRT {precision} engine (batches {min(batches)}..{max(batches)})")
             engine = None
             if tools.trtexec:
-                _run_trtexec(trtexec_build_command(tools.trtexec, onnx, engine_file, INPUT_NAME, chw, batches,
-                                                   precision), f"building the {precision} engine")
+                run_trtexec(trtexec_build_command(tools.trtexec, onnx, engine_file, INPUT_NAME, chw, batches,
+                                                  precision), f"building the {precision} engine")
             else:
-                engine = _python_api_engine(onnx, INPUT_NAME, chw, batches, precision)
+                engine = python_api_engine(onnx, INPUT_NAME, chw, batches, precision)
             for batch in batches:
                 if progress:
                     progress(f"TensorRT {precision} batch {batch}")
                 if tools.trtexec:
-                    measured = parse_trtexec_output(_run_trtexec(
+                    measured = parse_trtexec_output(run_trtexec(
                         trtexec_run_command(tools.trtexec, engine_file, INPUT_NAME, chw, batch, warmup_ms, duration_s,
                                             iterations, data_transfers), f"timing batch {batch}"))
                 else:
-                    measured = _python_api_measure(engine, INPUT_NAME, chw, batch, warmup_ms, duration_s, iterations,
-                                                   data_transfers)
+                    measured = python_api_measure(engine, INPUT_NAME, chw, batch, warmup_ms, duration_s, iterations,
+                                                  data_transfers)
                 records.append(GpuRecord(
                     model=model, onnx=str(onnx), gpu_profile=profile.name, gpu=measured.device or present,
                     precision=precision, batch=batch, input_shape=[batch, *chw], tool=tools.tool,
