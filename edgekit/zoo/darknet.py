@@ -7,20 +7,16 @@ whose weights we load. Sublayer names (``_basic_block_21``, ``_downsample_2``
 
 from __future__ import annotations
 
+from functools import partial
+
 from paddle import nn
 
+from edgekit.zoo.layers import ConvBN
 from edgekit.zoo.registry import register_model
 
 
-class ConvBNReLU(nn.Layer):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
-        super().__init__()
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
-                               padding=kernel_size // 2, bias_attr=False)
-        self._bn = nn.BatchNorm2D(out_channels)
-
-    def forward(self, x):
-        return nn.functional.relu(self._bn(self._conv(x)))
+# PaddleClas's DarkNet names its pair `_conv` / `_bn`; every conv is followed by ReLU.
+conv_bn_relu = partial(ConvBN, names=("_conv", "_bn"), act="relu")
 
 
 class Residual(nn.Layer):
@@ -28,8 +24,8 @@ class Residual(nn.Layer):
 
     def __init__(self, channels: int):
         super().__init__()
-        self._conv1 = ConvBNReLU(channels, channels // 2, 1)
-        self._conv2 = ConvBNReLU(channels // 2, channels, 3)
+        self._conv1 = conv_bn_relu(channels, channels // 2, 1)
+        self._conv2 = conv_bn_relu(channels // 2, channels, 3)
 
     def forward(self, x):
         return x + self._conv2(self._conv1(x))
@@ -38,8 +34,8 @@ class Residual(nn.Layer):
 class DarkNet(nn.Layer):
     def __init__(self, num_classes: int = 1000, depths: tuple[int, ...] = (1, 2, 8, 8, 4)):
         super().__init__()
-        self._conv1 = ConvBNReLU(3, 32, 3)
-        self._conv2 = ConvBNReLU(32, 64, 3, stride=2)
+        self._conv1 = conv_bn_relu(3, 32, 3)
+        self._conv2 = conv_bn_relu(32, 64, 3, stride=2)
         # Stage s runs its residual blocks at 64 * 2**s channels, then (all but
         # the last stage) a stride-2 3x3 conv doubles the channels.
         self._trunk = []
@@ -49,7 +45,7 @@ class DarkNet(nn.Layer):
                 name = f"_basic_block_{stage}{block + 1}"
                 self._trunk.append(self.add_sublayer(name, Residual(channels)))
             if stage < len(depths) - 1:
-                downsample = ConvBNReLU(channels, 2 * channels, 3, stride=2)
+                downsample = conv_bn_relu(channels, 2 * channels, 3, stride=2)
                 self._trunk.append(self.add_sublayer(f"_downsample_{stage}", downsample))
                 channels *= 2
         self._pool = nn.AdaptiveAvgPool2D(1)

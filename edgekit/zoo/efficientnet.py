@@ -9,11 +9,13 @@ conv sits a few `_conv` levels deep.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from edgekit.zoo.layers import ConvBN, Nested
 from edgekit.zoo.registry import register_model
 
 # One row per stage of the B0 baseline:
@@ -58,50 +60,16 @@ def conv_padding(kernel: int, stride: int, mode: str, input_size: int):
     return [before, before + stride, before, before + stride]
 
 
-class Conv(nn.Layer):
-    """A bare conv, nested one level to mirror PaddleClas' names."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding=0, groups: int = 1, bias: bool = False):
-        super().__init__()
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride, padding,
-                               groups=groups, bias_attr=None if bias else False)
-
-    def forward(self, x):
-        return self._conv(x)
-
-
-class ConvBN(nn.Layer):
-    """Bias-free conv + BatchNorm, optionally followed by swish."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding=0, groups: int = 1, swish: bool = False):
-        super().__init__()
-        self._conv = Conv(in_channels, out_channels, kernel_size, stride, padding, groups)
-        self._bn = nn.BatchNorm2D(out_channels, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON)
-        self.swish = swish
-
-    def forward(self, x):
-        x = self._bn(self._conv(x))
-        return F.swish(x) if self.swish else x
-
-
-class Nested(nn.Layer):
-    """Holds a layer under `_conv`: PaddleClas wraps each ConvBN once more."""
-
-    def __init__(self, layer: nn.Layer):
-        super().__init__()
-        self._conv = layer
-
-    def forward(self, x):
-        return self._conv(x)
+# PaddleClas's ConvBNLayer holds its conv in a wrapper (`_conv._conv`) next to `_bn`.
+conv_bn = partial(ConvBN, names=("_conv._conv", "_bn"), bn_momentum=_BN_MOMENTUM, bn_epsilon=_BN_EPSILON)
 
 
 class SqueezeExcitation(nn.Layer):
     def __init__(self, channels: int, squeezed: int):
         super().__init__()
-        self._conv1 = Conv(channels, squeezed, 1, bias=True)
-        self._conv2 = Conv(squeezed, channels, 1, bias=True)
+        # Biased 1x1 convs, in PaddleClas's one-level holder (`_conv1._conv.weight`).
+        self._conv1 = Nested(nn.Conv2D(channels, squeezed, 1))
+        self._conv2 = Nested(nn.Conv2D(squeezed, channels, 1))
 
     def forward(self, x):
         gate = F.swish(self._conv1(F.adaptive_avg_pool2d(x, 1)))
@@ -116,12 +84,13 @@ class MBConv(nn.Layer):
         super().__init__()
         hidden = in_channels * expand
         if expand != 1:
-            self._ecn = Nested(ConvBN(in_channels, hidden, 1, swish=True))
+            self._ecn = Nested(conv_bn(in_channels, hidden, 1, act="swish"))
         depthwise_padding = conv_padding(kernel, stride, padding, input_size)
-        self._dcn = Nested(ConvBN(hidden, hidden, kernel, stride, depthwise_padding, groups=hidden, swish=True))
+        self._dcn = Nested(conv_bn(hidden, hidden, kernel, stride, padding=depthwise_padding,
+                                   groups=hidden, act="swish"))
         if use_se:
             self._se = SqueezeExcitation(hidden, max(1, int(in_channels * _SE_RATIO)))
-        self._pcn = Nested(ConvBN(hidden, out_channels, 1))
+        self._pcn = Nested(conv_bn(hidden, out_channels, 1))
         # PaddleClas adds the shortcut only to a stage's repeated blocks; the
         # first block of every stage changes the channel count anyway.
         self.residual = stride == 1 and in_channels == out_channels
@@ -150,7 +119,8 @@ class Features(nn.Layer):
                  drop_connect_rate: float):
         super().__init__()
         stem_channels = round_channels(32, width)
-        self._conv_stem = Nested(ConvBN(3, stem_channels, 3, 2, conv_padding(3, 2, padding, image_size)))
+        stem_padding = conv_padding(3, 2, padding, image_size)
+        self._conv_stem = Nested(conv_bn(3, stem_channels, 3, 2, padding=stem_padding, act="swish"))
         size = math.ceil(image_size / 2)
 
         stages = [(math.ceil(depth * repeats), kernel, stride, expand,
@@ -171,7 +141,7 @@ class Features(nn.Layer):
         self.out_channels = stages[-1][-1]
 
     def forward(self, x):
-        x = F.swish(self._conv_stem(x))
+        x = self._conv_stem(x)
         for block in self.blocks:
             x = block(x)
         return x
@@ -186,7 +156,7 @@ class EfficientNet(nn.Layer):
         super().__init__()
         self._ef = Features(width, depth, image_size, padding, use_se, drop_connect_rate)
         head_channels = round_channels(1280, width)
-        self._conv = ConvBN(self._ef.out_channels, head_channels, 1, swish=True)
+        self._conv = conv_bn(self._ef.out_channels, head_channels, 1, act="swish")
         self._pool = nn.AdaptiveAvgPool2D(1)
         self._drop = nn.Dropout(dropout)
         self._fc = nn.Linear(head_channels, num_classes)

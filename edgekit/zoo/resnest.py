@@ -8,27 +8,18 @@ checkpoints load unchanged.
 
 from __future__ import annotations
 
+from functools import partial
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from edgekit.zoo.layers import ConvBN
 from edgekit.zoo.registry import register_model
 
 
-class ConvBN(nn.Layer):
-    """Bias-free conv + BatchNorm (+ ReLU), 'same' padding."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 stride: int = 1, groups: int = 1, relu: bool = True):
-        super().__init__()
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride,
-                               padding=(kernel_size - 1) // 2, groups=groups, bias_attr=False)
-        self._batch_norm = nn.BatchNorm2D(out_channels)
-        self.relu = relu
-
-    def forward(self, x):
-        x = self._batch_norm(self._conv(x))
-        return F.relu(x) if self.relu else x
+# PaddleClas's ResNeSt names its pair `_conv` / `_batch_norm`.
+conv_bn = partial(ConvBN, names=("_conv", "_batch_norm"))
 
 
 class SplitAttentionConv(nn.Layer):
@@ -42,8 +33,8 @@ class SplitAttentionConv(nn.Layer):
         super().__init__()
         self.radix, self.cardinality = radix, cardinality
         inter_channels = max(channels * radix // reduction, 32)
-        self.conv1 = ConvBN(channels, channels * radix, 3, groups=cardinality * radix)
-        self.conv2 = ConvBN(channels, inter_channels, 1, groups=cardinality)
+        self.conv1 = conv_bn(channels, channels * radix, 3, groups=cardinality * radix, act="relu")
+        self.conv2 = conv_bn(channels, inter_channels, 1, groups=cardinality, act="relu")
         self.conv3 = nn.Conv2D(inter_channels, channels * radix, 1, groups=cardinality)
 
     def forward(self, x):
@@ -78,13 +69,14 @@ class Bottleneck(nn.Layer):
         width = int(planes * bottleneck_width / 64) * cardinality
         out_channels = planes * self.expansion
         self.avd_first = avd_first
-        self.conv1 = ConvBN(in_channels, width, 1)
+        self.conv1 = conv_bn(in_channels, width, 1, act="relu")
         self.conv2 = SplitAttentionConv(width, radix, cardinality)
-        self.conv3 = ConvBN(width, out_channels, 1, relu=False)
+        self.conv3 = conv_bn(width, out_channels, 1)
         self.avd = nn.AvgPool2D(3, stride, padding=1) if stride > 1 else nn.Identity()
         self.has_projection = stride != 1 or in_channels != out_channels
         if self.has_projection:
             self.shortcut_pool = nn.AvgPool2D(stride, stride) if stride > 1 else nn.Identity()
+            # PaddleClas keeps this projection's conv and BN on the block itself.
             self.conv4 = nn.Conv2D(in_channels, out_channels, 1, bias_attr=False)
             self._batch_norm = nn.BatchNorm2D(out_channels)
 
@@ -107,9 +99,9 @@ class ResNeSt(nn.Layer):
                  num_classes: int = 1000):
         super().__init__()
         self.stem = nn.Sequential(
-            ("conv1", ConvBN(3, stem_width, 3, stride=2)),
-            ("conv2", ConvBN(stem_width, stem_width, 3)),
-            ("conv3", ConvBN(stem_width, stem_width * 2, 3)),
+            ("conv1", conv_bn(3, stem_width, 3, stride=2, act="relu")),
+            ("conv2", conv_bn(stem_width, stem_width, 3, act="relu")),
+            ("conv3", conv_bn(stem_width, stem_width * 2, 3, act="relu")),
         )
         self.max_pool2d = nn.MaxPool2D(3, 2, padding=1)
         in_channels = stem_width * 2

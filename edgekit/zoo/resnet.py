@@ -14,11 +14,13 @@ network class; both networks share the residual blocks.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from edgekit.zoo.layers import ConvBN
 from edgekit.zoo.registry import register_model
 
 # depth -> (block kind, blocks per stage)
@@ -34,37 +36,9 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 STEM_WIDTH = 64
 
 
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int) -> nn.Conv2D:
-    # No bias: the BatchNorm that follows has its own shift.
-    return nn.Conv2D(in_ch, out_ch, kernel, stride=stride, padding=(kernel - 1) // 2, bias_attr=False)
-
-
-class ConvBN(nn.Layer):
-    """Convolution, BatchNorm and an optional ReLU."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, relu: bool = False):
-        super().__init__()
-        self.conv = _conv(in_ch, out_ch, kernel, stride)
-        self.bn = nn.BatchNorm2D(out_ch)
-        self.relu = relu
-
-    def forward(self, x):
-        x = self.bn(self.conv(x))
-        return F.relu(x) if self.relu else x
-
-
-class LegacyConvBN(nn.Layer):
-    """ConvBN under the attribute names of PaddleClas's older model_zoo modules."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, relu: bool = False):
-        super().__init__()
-        self._conv = _conv(in_ch, out_ch, kernel, stride)
-        self._batch_norm = nn.BatchNorm2D(out_ch)
-        self.relu = relu
-
-    def forward(self, x):
-        x = self._batch_norm(self._conv(x))
-        return F.relu(x) if self.relu else x
+# The two PaddleClas modules name the same conv/BN pair differently.
+conv_bn = partial(ConvBN, names=("conv", "bn"))
+legacy_conv_bn = partial(ConvBN, names=("_conv", "_batch_norm"))  # ResNet_vc's model_zoo module
 
 
 class _ResidualBlock(nn.Layer):
@@ -97,9 +71,9 @@ class BasicBlock(_ResidualBlock):
     expansion = 1
 
     def __init__(self, in_ch: int, width: int, stride: int, project: bool, avg_down: bool = False,
-                 conv_bn=ConvBN):
+                 conv_bn=conv_bn):
         super().__init__()
-        self.conv0 = conv_bn(in_ch, width, 3, stride, relu=True)
+        self.conv0 = conv_bn(in_ch, width, 3, stride, act="relu")
         self.conv1 = conv_bn(width, width, 3)
         self._make_shortcut(conv_bn, in_ch, width, stride, project, avg_down)
 
@@ -113,10 +87,10 @@ class BottleneckBlock(_ResidualBlock):
     expansion = 4
 
     def __init__(self, in_ch: int, width: int, stride: int, project: bool, avg_down: bool = False,
-                 conv_bn=ConvBN):
+                 conv_bn=conv_bn):
         super().__init__()
-        self.conv0 = conv_bn(in_ch, width, 1, relu=True)
-        self.conv1 = conv_bn(width, width, 3, stride, relu=True)
+        self.conv0 = conv_bn(in_ch, width, 1, act="relu")
+        self.conv1 = conv_bn(width, width, 3, stride, act="relu")
         self.conv2 = conv_bn(width, width * 4, 1)
         self._make_shortcut(conv_bn, in_ch, width * 4, stride, project, avg_down)
 
@@ -161,12 +135,12 @@ class ResNet(nn.Layer):
             raise ValueError(f"ResNet variant must be 'vb' or 'vd', got {variant!r}")
         if variant == "vd":
             self.stem = nn.Sequential(
-                ConvBN(3, 32, 3, 2, relu=True),
-                ConvBN(32, 32, 3, 1, relu=True),
-                ConvBN(32, STEM_WIDTH, 3, 1, relu=True),
+                conv_bn(3, 32, 3, 2, act="relu"),
+                conv_bn(32, 32, 3, 1, act="relu"),
+                conv_bn(32, STEM_WIDTH, 3, 1, act="relu"),
             )
         else:
-            self.stem = nn.Sequential(ConvBN(3, STEM_WIDTH, 7, 2, relu=True))
+            self.stem = nn.Sequential(conv_bn(3, STEM_WIDTH, 7, 2, act="relu"))
         self.max_pool = nn.MaxPool2D(3, stride=2, padding=1)
         blocks = []
         for stage, index, block, in_ch, width, stride in _block_plan(depth):
@@ -186,13 +160,13 @@ class ResNetVC(nn.Layer):
 
     def __init__(self, num_classes: int = 1000, depth: int = 50):
         super().__init__()
-        self.conv1_1 = LegacyConvBN(3, 32, 3, 2, relu=True)
-        self.conv1_2 = LegacyConvBN(32, 32, 3, 1, relu=True)
-        self.conv1_3 = LegacyConvBN(32, STEM_WIDTH, 3, 1, relu=True)
+        self.conv1_1 = legacy_conv_bn(3, 32, 3, 2, act="relu")
+        self.conv1_2 = legacy_conv_bn(32, 32, 3, 1, act="relu")
+        self.conv1_3 = legacy_conv_bn(32, STEM_WIDTH, 3, 1, act="relu")
         self.max_pool = nn.MaxPool2D(3, stride=2, padding=1)
         self.block_list = []
         for stage, index, block, in_ch, width, stride in _block_plan(depth):
-            layer = block(in_ch, width, stride, project=index == 0, conv_bn=LegacyConvBN)
+            layer = block(in_ch, width, stride, project=index == 0, conv_bn=legacy_conv_bn)
             # The checkpoint names blocks `bb_<stage>_<index>` at the top level.
             self.block_list.append(self.add_sublayer(f"bb_{stage}_{index}", layer))
         self.avg_pool = nn.AdaptiveAvgPool2D(1)

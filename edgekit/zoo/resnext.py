@@ -8,11 +8,13 @@ downsamples projection shortcuts with an average pool instead of a strided
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from edgekit.zoo.layers import ConvBN
 from edgekit.zoo.registry import register_model
 
 # Bottleneck blocks per stage for each depth.
@@ -35,24 +37,8 @@ def stage_plan(depths, cardinality, width_per_group):
             in_channels = out_channels
 
 
-class ConvBN(nn.Layer):
-    """Bias-free 'same' conv + BatchNorm (+ ReLU), optionally behind a 2x2 average pool."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1,
-                 relu=False, avg_pool_first=False):
-        super().__init__()
-        self.relu = relu
-        # ceil_mode keeps odd feature maps from losing their last row/column.
-        self._pool = nn.AvgPool2D(2, stride=2, ceil_mode=True) if avg_pool_first else None
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
-                               padding=(kernel_size - 1) // 2, groups=groups, bias_attr=False)
-        self._batch_norm = nn.BatchNorm2D(out_channels)
-
-    def forward(self, x):
-        if self._pool is not None:
-            x = self._pool(x)
-        x = self._batch_norm(self._conv(x))
-        return F.relu(x) if self.relu else x
+# PaddleClas's ResNeXt names its pair `_conv` / `_batch_norm`.
+conv_bn = partial(ConvBN, names=("_conv", "_batch_norm"))
 
 
 class Bottleneck(nn.Layer):
@@ -60,15 +46,15 @@ class Bottleneck(nn.Layer):
 
     def __init__(self, in_channels, width, out_channels, stride, cardinality, vd):
         super().__init__()
-        self.conv0 = ConvBN(in_channels, width, 1, relu=True)
-        self.conv1 = ConvBN(width, width, 3, stride=stride, groups=cardinality, relu=True)
-        self.conv2 = ConvBN(width, out_channels, 1)
+        self.conv0 = conv_bn(in_channels, width, 1, act="relu")
+        self.conv1 = conv_bn(width, width, 3, stride=stride, groups=cardinality, act="relu")
+        self.conv2 = conv_bn(width, out_channels, 1)
         self.short = None
         if in_channels != out_channels or stride != 1:
             # vd: average-pool then project, so no activations are skipped by a stride-2 1x1.
             pool = vd and stride != 1
-            self.short = ConvBN(in_channels, out_channels, 1, stride=1 if pool else stride,
-                                avg_pool_first=pool)
+            self.short = conv_bn(in_channels, out_channels, 1, stride=1 if pool else stride,
+                                 avg_down=pool)
 
     def forward(self, x):
         shortcut = x if self.short is None else self.short(x)
@@ -83,12 +69,12 @@ class ResNeXt(nn.Layer):
         if layers not in STAGE_DEPTHS:
             raise ValueError(f"ResNeXt depth must be one of {sorted(STAGE_DEPTHS)}, got {layers}")
         if vd:
-            self.conv1_1 = ConvBN(3, 32, 3, stride=2, relu=True)
-            self.conv1_2 = ConvBN(32, 32, 3, relu=True)
-            self.conv1_3 = ConvBN(32, 64, 3, relu=True)
+            self.conv1_1 = conv_bn(3, 32, 3, stride=2, act="relu")
+            self.conv1_2 = conv_bn(32, 32, 3, act="relu")
+            self.conv1_3 = conv_bn(32, 64, 3, act="relu")
             self.stem = [self.conv1_1, self.conv1_2, self.conv1_3]
         else:
-            self.conv = ConvBN(3, 64, 7, stride=2, relu=True)
+            self.conv = conv_bn(3, 64, 7, stride=2, act="relu")
             self.stem = [self.conv]
         self.pool2d_max = nn.MaxPool2D(3, stride=2, padding=1)
 

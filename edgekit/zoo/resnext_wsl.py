@@ -8,27 +8,19 @@ mirrored here so its state dicts load as-is.
 
 from __future__ import annotations
 
+from functools import partial
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from edgekit.zoo.layers import ConvBN
 from edgekit.zoo.registry import register_model
 from edgekit.zoo.resnext import STAGE_DEPTHS, stage_plan
 
 
-class ConvBN(nn.Layer):
-    """Bias-free 'same' conv + BatchNorm (+ ReLU)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, relu=False):
-        super().__init__()
-        self.relu = relu
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
-                               padding=(kernel_size - 1) // 2, groups=groups, bias_attr=False)
-        self._bn = nn.BatchNorm2D(out_channels)
-
-    def forward(self, x):
-        x = self._bn(self._conv(x))
-        return F.relu(x) if self.relu else x
+# The torchvision port names its pair `_conv` / `_bn`.
+conv_bn = partial(ConvBN, names=("_conv", "_bn"))
 
 
 class Shortcut(nn.Layer):
@@ -38,7 +30,7 @@ class Shortcut(nn.Layer):
         super().__init__()
         self._conv = None
         if in_channels != out_channels or stride != 1:
-            self._conv = ConvBN(in_channels, out_channels, 1, stride=stride)
+            self._conv = conv_bn(in_channels, out_channels, 1, stride=stride)
 
     def forward(self, x):
         return x if self._conv is None else self._conv(x)
@@ -47,9 +39,9 @@ class Shortcut(nn.Layer):
 class Bottleneck(nn.Layer):
     def __init__(self, in_channels, width, out_channels, stride, cardinality):
         super().__init__()
-        self._conv0 = ConvBN(in_channels, width, 1, relu=True)
-        self._conv1 = ConvBN(width, width, 3, stride=stride, groups=cardinality, relu=True)
-        self._conv2 = ConvBN(width, out_channels, 1)
+        self._conv0 = conv_bn(in_channels, width, 1, act="relu")
+        self._conv1 = conv_bn(width, width, 3, stride=stride, groups=cardinality, act="relu")
+        self._conv2 = conv_bn(width, out_channels, 1)
         self._short = Shortcut(in_channels, out_channels, stride)
 
     def forward(self, x):
@@ -61,7 +53,7 @@ class ResNeXt101WSL(nn.Layer):
 
     def __init__(self, num_classes=1000, cardinality=32, width_per_group=8):
         super().__init__()
-        self._conv_stem = ConvBN(3, 64, 7, stride=2, relu=True)
+        self._conv_stem = conv_bn(3, 64, 7, stride=2, act="relu")
         self._pool = nn.MaxPool2D(3, stride=2, padding=1)
         # Blocks are named "_conv<stage>_<index>" with stages counted from 1.
         self.blocks = []

@@ -8,28 +8,16 @@ ends in a squeeze-and-excitation gate (Hu et al., 2018). Sublayer names
 
 from __future__ import annotations
 
+from functools import partial
+
 from paddle import nn
 
+from edgekit.zoo.layers import ConvBN
 from edgekit.zoo.registry import register_model
 
 
-class ConvBN(nn.Layer):
-    """Conv -> BN (-> ReLU), optionally after a 2x2 average pool (the vd shortcut)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1, relu: bool = False, avg_down: bool = False):
-        super().__init__()
-        self._avg_down = nn.AvgPool2D(2, stride=2, ceil_mode=True) if avg_down else None
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
-                               padding=(kernel_size - 1) // 2, groups=groups, bias_attr=False)
-        self._batch_norm = nn.BatchNorm2D(out_channels)
-        self._relu = relu
-
-    def forward(self, x):
-        if self._avg_down is not None:
-            x = self._avg_down(x)
-        x = self._batch_norm(self._conv(x))
-        return nn.functional.relu(x) if self._relu else x
+# PaddleClas's SENet names its pair `_conv` / `_batch_norm`.
+conv_bn = partial(ConvBN, names=("_conv", "_batch_norm"))
 
 
 class SqueezeExcitation(nn.Layer):
@@ -53,12 +41,12 @@ class SEBottleneck(nn.Layer):
     def __init__(self, in_channels: int, width: int, stride: int, cardinality: int, reduction: int,
                  project: bool, avg_down: bool):
         super().__init__()
-        self.conv0 = ConvBN(in_channels, width, 1, relu=True)
-        self.conv1 = ConvBN(width, width, 3, stride=stride, groups=cardinality, relu=True)
-        self.conv2 = ConvBN(width, width, 1)
+        self.conv0 = conv_bn(in_channels, width, 1, act="relu")
+        self.conv1 = conv_bn(width, width, 3, stride=stride, groups=cardinality, act="relu")
+        self.conv2 = conv_bn(width, width, 1)
         self.scale = SqueezeExcitation(width, reduction)
         # The stride lives in the average pool, so the 1x1 projection sees every pixel.
-        self.short = ConvBN(in_channels, width, 1, avg_down=avg_down) if project else None
+        self.short = conv_bn(in_channels, width, 1, avg_down=avg_down) if project else None
 
     def forward(self, x):
         shortcut = x if self.short is None else self.short(x)
@@ -71,9 +59,9 @@ class SENetVD(nn.Layer):
                  cardinality: int = 64, widths: tuple[int, ...] = (256, 512, 1024, 2048),
                  reduction: int = 16):
         super().__init__()
-        self.conv1_1 = ConvBN(3, 64, 3, stride=2, relu=True)
-        self.conv1_2 = ConvBN(64, 64, 3, relu=True)
-        self.conv1_3 = ConvBN(64, 128, 3, relu=True)
+        self.conv1_1 = conv_bn(3, 64, 3, stride=2, act="relu")
+        self.conv1_2 = conv_bn(64, 64, 3, act="relu")
+        self.conv1_3 = conv_bn(64, 128, 3, act="relu")
         self.pool2d_max = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
         self.block_list = []
         channels = 128
