@@ -1,4 +1,4 @@
-"""CLI: edgekit demo [--out DIR] [--force]: parse, call api.demo, print."""
+"""`edgekit demo [--out DIR] [--force]`: the end-to-end run on real digits, with a report."""
 
 from __future__ import annotations
 
@@ -6,29 +6,24 @@ import json
 import sys
 
 import typer
+from rich.table import Table
+
+from edgekit.cli.console import console, err_console, fmt, handle_errors
 
 
-def register(app) -> None:
+def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
+@handle_errors
 def demo(out: str = typer.Option("demo-out", help="Output directory: data, models, bundles, report.md."),
          force: bool = typer.Option(False, help="Replace an earlier demo's output directory."),
          as_json: bool = typer.Option(False, "--json", help="Print the demo record as JSON at the end.")) -> None:
     """Train, distill, quantize, build (onnx, openvino, arm-lite), validate and bench on real digits, with a report."""
-    from rich.console import Console
-    from rich.table import Table
-
     from edgekit import api
-    from edgekit.errors import EdgekitError
 
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-    try:
-        result = api.demo(out, force=force, log=lambda line: err_console.print(line, highlight=False, markup=False))
-    except EdgekitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code)
+    # The demo's step log goes to stderr verbatim: it is plain text, not rich markup.
+    result = api.demo(out, force=force, log=lambda line: err_console.print(line, highlight=False, markup=False))
     if as_json:
         json.dump(result.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -43,12 +38,8 @@ def demo(out: str = typer.Option("demo-out", help="Output directory: data, model
     for col in ("target", "precision", "MB", "val top-1", "agree w/ FP32", "ms (b=1)", "path / note"):
         bundles.add_column(col)
     for b in result.bundles:
-        bundles.add_row(b.target, b.precision, f"{b.size_bytes / 1e6:.2f}", _fmt(b.val_top1),
-                        _fmt(b.agreement_with_fp32), _fmt(b.median_ms, 2),
+        bundles.add_row(b.target, b.precision, f"{b.size_bytes / 1e6:.2f}", fmt(b.val_top1),
+                        fmt(b.agreement_with_fp32), fmt(b.median_ms, 2),
                         f"{b.path}" + (f"\n{b.note}" if b.note else ""))
     console.print(bundles)
     console.print(f"report: {result.report}  ({result.seconds:.0f} s)")
-
-
-def _fmt(value, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"

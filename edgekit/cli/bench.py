@@ -1,4 +1,4 @@
-"""CLI: edgekit bench — parse, call edgekit.api.bench, print."""
+"""`edgekit bench`: latency of bundles here or on a device, or TensorRT on a GPU beside the seed's table."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ from typing import List, Optional
 
 import typer
 
-from edgekit.errors import EdgekitError
+from edgekit.cli import options
+from edgekit.cli.console import console, err_console, handle_errors
 
 
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+
+
+@handle_errors
 def bench(
     targets: Optional[List[str]] = typer.Argument(
         None, help="Bundle directories; or zoo model names with --target (build, then bench), --gpu or "
@@ -26,11 +32,11 @@ def bench(
                                                               "batch [default: 10, with 3 s]."),
     duration: Optional[float] = typer.Option(None, help="At least this many timed seconds per bundle and batch."),
     rounds: int = typer.Option(5, help="Interleaved rounds: each bundle runs its share once per round."),
-    device: str = typer.Option("local", help="Where to run: local, ssh://[user@]host[:port] or adb://SERIAL."),
-    device_python: Optional[str] = typer.Option(None, help="The device's Python 3.8+ with numpy and the bundle's "
-                                                           "runtime [default: python3]."),
-    device_dir: Optional[str] = typer.Option(None, help="Work dir on the device [as edgekit validate]."),
-    ssh_option: List[str] = typer.Option([], "--ssh-option", help="Extra ssh -o KEY=VALUE (repeatable)."),
+    device: str = options.device("Where to run: local, ssh://[user@]host[:port] or adb://SERIAL."),
+    device_python: Optional[str] = options.device_python("The device's Python 3.8+ with numpy and the bundle's "
+                                                         "runtime [default: python3]."),
+    device_dir: Optional[str] = options.device_dir("Work dir on the device [as edgekit validate]."),
+    ssh_option: List[str] = options.ssh_option("Extra ssh -o KEY=VALUE (repeatable)."),
     precision_hint: Optional[str] = typer.Option(None, help="OpenVINO compute precision, f32 or bf16 [default: "
                                                             "OpenVINO's own, bf16 on CPUs that have it]."),
     end_to_end: bool = typer.Option(False, help="Time decode + preprocess + inference + top-k per call."),
@@ -50,29 +56,20 @@ def bench(
     """Latency you can trust: bundles on this CPU (interleaved), or TensorRT on a T4/V100 beside the seed."""
     from edgekit import api
     from edgekit.bench.views import host_line, tables, write_csv, write_plot
-    from edgekit.cli import _fail, console, err_console
 
-    ssh_options = {}
-    for pair in ssh_option:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            _fail(EdgekitError(f"--ssh-option {pair!r} is not KEY=VALUE (e.g. --ssh-option IdentityFile=~/.ssh/pi)."))
-        ssh_options[key] = value
-    try:
-        with err_console.status("starting") as status:
-            report = api.bench(targets or [], target=target, batch=batch, threads=threads, warmup=warmup,
-                               iterations=iters, duration=duration, rounds=rounds, device=device,
-                               precision_hint=precision_hint, end_to_end=end_to_end, peak=peak, gpu=gpu,
-                               precision=precision, reference_only=reference_only, input_size=input_size,
-                               weights=weights, data_transfers=not no_data_transfers, device_python=device_python,
-                               device_dir=device_dir, ssh_options=ssh_options or None,
-                               progress=lambda step: status.update(f"[bold]{step}[/] ..."))
-        if csv:
-            write_csv(report, csv)
-        if plot:
-            write_plot(report, plot)
-    except EdgekitError as exc:
-        _fail(exc)
+    ssh_options = options.parse_pairs(ssh_option, "--ssh-option")
+    with err_console.status("starting") as status:
+        report = api.bench(targets or [], target=target, batch=batch, threads=threads, warmup=warmup,
+                           iterations=iters, duration=duration, rounds=rounds, device=device,
+                           precision_hint=precision_hint, end_to_end=end_to_end, peak=peak, gpu=gpu,
+                           precision=precision, reference_only=reference_only, input_size=input_size,
+                           weights=weights, data_transfers=not no_data_transfers, device_python=device_python,
+                           device_dir=device_dir, ssh_options=ssh_options or None,
+                           progress=lambda step: status.update(f"[bold]{step}[/] ..."))
+    if csv:
+        write_csv(report, csv)
+    if plot:
+        write_plot(report, plot)
     if as_json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n")
     else:
@@ -86,7 +83,3 @@ def bench(
     for path, what in ((csv, "CSV"), (plot, "plot")):
         if path:
             err_console.print(f"{what} written to {path}", style="dim")
-
-
-def register(app) -> None:
-    app.command("bench")(bench)

@@ -1,4 +1,4 @@
-"""CLI: edgekit validate BUNDLE --data DATA [--device ssh://...|adb://...]: parse, call api.validate, print."""
+"""`edgekit validate BUNDLE --data DATA [--device ssh://...|adb://...]`: accuracy where the bundle runs."""
 
 from __future__ import annotations
 
@@ -7,27 +7,14 @@ from typing import Optional
 
 import typer
 
+from edgekit.cli import options
+from edgekit.cli.console import console, err_console, handle_errors, pct
+
 FAILURES_SHOWN = 20
 
 
-def register(app) -> None:
+def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
-
-
-def _pct(value) -> str:
-    return "—" if value is None else f"{100 * value:.2f}%"
-
-
-def _parse_ssh_options(pairs: list[str]) -> dict[str, str]:
-    from edgekit.errors import EdgekitError
-
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise EdgekitError(f"--ssh-option {pair!r} is not KEY=VALUE (e.g. --ssh-option IdentityFile=~/.ssh/pi).")
-        options[key] = value
-    return options
 
 
 def _progress_bar(console):
@@ -82,16 +69,16 @@ def _print_report(console, report) -> None:
     if pub:
         table.add_column("published", justify="right")
     for key, label in (("top1", "top-1"), ("top5", f"top-{m['top5_k']}")):
-        row = [label, _pct(m[key])]
+        row = [label, pct(m[key])]
         if ref.get("kind"):
-            row.append(_pct(ref[key]))
+            row.append(pct(ref[key]))
         if pub:
-            row.append(_pct(pub[key]))
+            row.append(pct(pub[key]))
         table.add_row(*row)
     console.print(table)
     if ref.get("kind"):
         console.print(f"reference: {escape(ref['name'])} on {ref['images']} images: top-1 agreement "
-                      f"{_pct(ref['top1_agreement'])}, logit cosine mean {ref['cosine_mean']:.6f} "
+                      f"{pct(ref['top1_agreement'])}, logit cosine mean {ref['cosine_mean']:.6f} "
                       f"(min {ref['cosine_min']:.6f}), top-1 drop {100 * ref['top1_drop']:+.2f} points")
     else:
         console.print(f"reference: none ({escape(ref['reason'])})")
@@ -117,6 +104,7 @@ def _print_report(console, report) -> None:
                       f"{100 * r['max_drop']:.2f} (--max-drop {r['max_drop']:g})")
 
 
+@handle_errors
 def validate(
         bundle: str = typer.Argument(..., help="Bundle directory (from `edgekit build`)."),
         data: str = typer.Option(..., "--data", help="PaddleClas list file (`path label` lines) or a folder of "
@@ -135,14 +123,12 @@ def validate(
         x86_lite: Optional[str] = typer.Option(None, "--x86-lite", help="For an arm-lite BUNDLE on an x86 host: "
                                                                         "validate this x86-lite build of the same "
                                                                         "weights instead, named as such."),
-        device: str = typer.Option("local", help="local, ssh://USER@HOST:PORT (user and port "
-                                                    "optional) or adb://SERIAL."),
-        device_python: Optional[str] = typer.Option(None, help="The device's Python 3.8+ with numpy, OpenCV and "
-                                                               "the bundle's runtime (default: python3)."),
-        device_dir: Optional[str] = typer.Option(None, help="Work dir on the device (ssh: ~/.cache/edgekit-"
-                                                            "device, adb: /data/local/tmp/edgekit)."),
-        ssh_option: list[str] = typer.Option([], "--ssh-option", help="Extra ssh -o KEY=VALUE (e.g. "
-                                                                      "IdentityFile=PATH); repeatable."),
+        device: str = options.device("local, ssh://USER@HOST:PORT (user and port optional) or adb://SERIAL."),
+        device_python: Optional[str] = options.device_python("The device's Python 3.8+ with numpy, OpenCV and "
+                                                             "the bundle's runtime (default: python3)."),
+        device_dir: Optional[str] = options.device_dir("Work dir on the device (ssh: ~/.cache/edgekit-device, "
+                                                       "adb: /data/local/tmp/edgekit)."),
+        ssh_option: list[str] = options.ssh_option("Extra ssh -o KEY=VALUE (e.g. IdentityFile=PATH); repeatable."),
         threads: Optional[int] = typer.Option(None, help="Runtime threads (default: the runtime's)."),
         workers: Optional[int] = typer.Option(None, help="Image decoding threads (default: min(4, cores))."),
         timeout: Optional[float] = typer.Option(None, help="Seconds the run may take; past it, what is done "
@@ -157,34 +143,29 @@ def validate(
     from rich.markup import escape
 
     from edgekit import api
-    from edgekit.cli import _fail, console, err_console
-    from edgekit.errors import EdgekitError
 
     phases = {"hash": ("hashing images", "img"), "push": ("sending to the device (MB)", "MB"),
               "run": (f"classifying on {device}", "img"), "reference": ("reference on this host", "img")}
-    try:
-        ssh_options = _parse_ssh_options(ssh_option)
-        with _progress_bar(err_console) as bar:
-            tasks: dict[str, int] = {}
+    ssh_options = options.parse_pairs(ssh_option, "--ssh-option")
+    with _progress_bar(err_console) as bar:
+        tasks: dict[str, int] = {}
 
-            def progress(phase: str, done: int, total: int, note: str | None = None) -> None:
-                if note:
-                    bar.console.print(f"[yellow]{escape(note)}[/]", highlight=False)
-                scale = 1e-6 if phase == "push" else 1
-                if total == 0 and phase not in tasks:  # nothing to do in this phase (e.g. all files there)
-                    return
-                if phase not in tasks:
-                    label, unit = phases.get(phase, (phase, "item"))
-                    tasks[phase] = bar.add_task(label, total=total * scale or None, unit=unit)
-                bar.update(tasks[phase], completed=done * scale, total=total * scale or None)
+        def progress(phase: str, done: int, total: int, note: str | None = None) -> None:
+            if note:
+                bar.console.print(f"[yellow]{escape(note)}[/]", highlight=False)
+            scale = 1e-6 if phase == "push" else 1
+            if total == 0 and phase not in tasks:  # nothing to do in this phase (e.g. all files there)
+                return
+            if phase not in tasks:
+                label, unit = phases.get(phase, (phase, "item"))
+                tasks[phase] = bar.add_task(label, total=total * scale or None, unit=unit)
+            bar.update(tasks[phase], completed=done * scale, total=total * scale or None)
 
-            result = api.validate(bundle, data, root=root, limit=limit, batch=batch, device=device,
-                                  reference=reference, use_reference=not no_reference, x86_lite=x86_lite,
-                                  max_drop=max_drop, threads=threads, workers=workers, device_python=device_python,
-                                  device_dir=device_dir, ssh_options=ssh_options, timeout=timeout,
-                                  record=not no_record, report=report, progress=progress)
-    except EdgekitError as exc:
-        _fail(exc)
+        result = api.validate(bundle, data, root=root, limit=limit, batch=batch, device=device,
+                              reference=reference, use_reference=not no_reference, x86_lite=x86_lite,
+                              max_drop=max_drop, threads=threads, workers=workers, device_python=device_python,
+                              device_dir=device_dir, ssh_options=ssh_options, timeout=timeout,
+                              record=not no_record, report=report, progress=progress)
     if as_json:
         sys.stdout.write(result.to_json() + "\n")
     else:

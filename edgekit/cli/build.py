@@ -1,0 +1,102 @@
+"""`edgekit build MODEL --target T` (a zoo model to a bundle) and `edgekit targets` (what T can be)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from edgekit.cli.console import console, err_console, handle_errors
+from edgekit.cli.options import parse_pairs
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
+    app.command("targets")(list_targets_cmd)
+
+
+@handle_errors
+def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientNetB0_small."),
+          target: str = typer.Option(..., "--target", "-t", help="Target name (see `edgekit targets`)."),
+          weights: Optional[str] = typer.Option(None, help="PaddleClas .pdparams weights."),
+          inference_model: Optional[str] = typer.Option(None, help="PaddleClas inference model directory."),
+          precision: str = typer.Option("fp32", help="fp32 or fp16 (where the target supports it)."),
+          out: Optional[str] = typer.Option(None, help="Bundle directory [default: dist/<model>-<target>-<precision>]."),
+          force: bool = typer.Option(False, help="Replace an existing output directory."),
+          num_classes: Optional[int] = typer.Option(None, help="Classes of the checkpoint [default: labels or 1000]."),
+          labels: Optional[str] = typer.Option(None, help="Class names, one per line; copied into the bundle."),
+          option: list[str] = typer.Option([], "--option", "-o", help="Target option KEY=VALUE."),
+          input_size: Optional[int] = typer.Option(None, help="Square input size for models trained on small images "
+                                                              "(sets resize and crop) [default: the model card's]."),
+          recipe: Optional[str] = typer.Option(None, help="Compression recipe name or YAML file "
+                                                          "(see `edgekit recipes`)."),
+          calib: Optional[str] = typer.Option(None, help="Labeled images for the recipe: list file or class folders."),
+          calib_limit: Optional[int] = typer.Option(None, help="At most this many calibration images "
+                                                               "(default: the recipe's)."),
+          max_drop: Optional[float] = typer.Option(None, help="Largest INT8 top-1 drop, e.g. 0.01 "
+                                                              "(default: the recipe's)."),
+          recipe_set: list[str] = typer.Option([], "--recipe-set", help="Recipe parameter PASS.KEY=VALUE."),
+          as_json: bool = typer.Option(False, "--json", help="Print the bundle manifest as JSON.")) -> None:
+    """Export a zoo model to an app-embeddable bundle for one target runtime."""
+    from edgekit import api
+
+    # The warning comes first, even when an option below turns out malformed.
+    if not weights and not inference_model:
+        err_console.print(f"[bold yellow]WARNING: no --weights or --inference-model given: building {model} with "
+                          "RANDOM INITIALISATION. The bundle is marked weights: random-init and classifies "
+                          "nothing meaningful.[/]")
+    options, recipe_overrides = parse_pairs(option, "--option"), parse_pairs(recipe_set, "--recipe-set")
+    with console.status("starting") as status:
+        result = api.build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
+                           force=force, num_classes=num_classes, labels=labels, options=options,
+                           input_size=input_size, recipe=recipe, calib=calib, calib_limit=calib_limit,
+                           max_drop=max_drop, recipe_overrides=recipe_overrides,
+                           progress=lambda step: status.update(f"[bold]{step}[/] ..."))
+    manifest = result.manifest
+    if as_json:
+        json.dump(manifest, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    table = Table(title=f"built {result.path}")
+    for col in ("step", "seconds", "output", "size (MB)"):
+        table.add_column(col, justify="left" if col in ("step", "output") else "right")
+    for s in result.steps:
+        table.add_row(s.name, f"{s.seconds:.2f}", s.output, f"{s.size / 1e6:.1f}")
+    console.print(table)
+    parity = manifest["parity"]
+    if parity["measured"]:
+        console.print(f"parity vs {parity['reference']} on {len(parity['images'])} photos: max |diff| "
+                      f"{parity['max_abs_diff']:.2e}, cosine {parity['min_cosine']:.6f}, top-1 agreement "
+                      f"{parity['top1_agreement']:.0%} ({parity['runtime']}, {parity['runtime_precision']})")
+    else:
+        console.print(f"[yellow]parity not measured on this host:[/] {parity['reason']}")
+    quant = (manifest.get("compression") or {}).get("quantization")
+    if quant:
+        kept = f", {len(quant['float_layers'])} layer(s) kept in float" if quant["float_layers"] else ""
+        console.print(f"int8 ({quant['route']}): top-1 {quant['int8_top1']:.4f} vs fp32 {quant['fp32_top1']:.4f} on "
+                      f"{quant['holdout_images']} held-out images, drop {quant['drop']:.4f}{kept}")
+    console.print(f"next: python {result.path}/app/predict.py IMAGE", style="dim")
+
+
+@handle_errors
+def list_targets_cmd(as_json: bool = typer.Option(False, "--json", help="Print targets as JSON.")) -> None:
+    """List build targets: format, runtime, precisions and options."""
+    from edgekit import api
+
+    targets = api.targets()
+    if as_json:
+        json.dump([t.model_dump() for t in targets], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    table = Table(title="edgekit targets")
+    for col in ("target", "format", "runtime", "precisions", "options", "runs here"):
+        table.add_column(col)
+    for t in targets:
+        opts = ", ".join(f"{k}={v.default}" + (f" ({'|'.join(map(str, v.choices))})" if v.choices else "")
+                         for k, v in t.options.items())
+        table.add_row(t.name, t.format, t.runtime, ", ".join(t.precisions), opts or "—",
+                      "yes" if t.runs_on_host else "no (device)")
+    console.print(table)

@@ -1,0 +1,58 @@
+"""`edgekit doctor` (what is usable here) and `edgekit toolchain install` (provision what is not)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.table import Table
+
+from edgekit.cli.console import console, err_console, handle_errors
+
+toolchain_app = typer.Typer(no_args_is_help=True, help="External toolchains edgekit provisions (Paddle Lite).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
+    app.add_typer(toolchain_app, name="toolchain")
+
+
+@handle_errors
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
+    """Which runtimes, converters and toolchains are usable here, with versions."""
+    from edgekit import api
+
+    checks = api.doctor()
+    if as_json:
+        json.dump([c.to_dict() for c in checks], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        table = Table(title="edgekit doctor")
+        for col in ("component", "role", "status", "version", "detail"):
+            table.add_column(col)
+        for c in checks:
+            table.add_row(c.component, c.role, "[green]ok[/]" if c.ok else "[red]missing[/]", c.version, c.detail)
+        console.print(table)
+    # The Lite toolchain is optional until an arm-lite build needs it.
+    if not all(c.ok for c in checks if c.component != "paddle-lite"):
+        raise typer.Exit(1)
+
+
+@toolchain_app.command("install")
+@handle_errors
+def toolchain_install(name: str = typer.Argument(..., help="Toolchain name: paddle-lite."),
+                      force: bool = typer.Option(False, help="Re-provision even if cached.")) -> None:
+    """Download, verify and cache a toolchain (reusable offline afterwards)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgekit import api
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console) as bar:
+        task = bar.add_task(f"installing {name}", total=None)
+
+        def report(step: str, done: int, total: int) -> None:
+            bar.update(task, description=step, completed=done, total=total or None)
+
+        info = api.install_toolchain(name, force=force, progress=report)
+    console.print(f"{name} {info.lite_version} ready: {info.root or info.python} ({info.source})")

@@ -1,1 +1,0 @@
-"""CLI command groups, one module each, registered onto the main Typer app by edgekit.cli."""
