@@ -3,7 +3,8 @@
 The recipe's calibration images, range estimator (`algorithm`) and `max_drop`
 mean the same whatever the target; underneath, each runtime gets the route
 that measured best for it (benchmarks/int8.py; figures and the decision in
-benchmarks/results/int8.md):
+benchmarks/results/int8.md), chosen by the runtime's adapter
+(`RuntimeAdapter.int8_route` in edgekit.targets):
 
 - `onnx` and `openvino`: onnxruntime's `quantize_static` on the FP32 ONNX
   model (QDQ, weights per channel, activations per tensor). OpenVINO reads

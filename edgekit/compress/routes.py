@@ -1,4 +1,4 @@
-"""The INT8 routes, one per runtime family (see edgekit.compress.quantize for the choice).
+"""The INT8 routes, one per quantization tool (each runtime's adapter picks its own, edgekit.targets).
 
 Each route calibrates once and can then re-quantize with any set of layers
 left in float cheaply, which is what accuracy control needs.
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -27,12 +27,33 @@ ONNX_QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "
 RUN_BATCH = 64
 
 
-def _batched(backend, images: np.ndarray) -> np.ndarray:
-    return np.concatenate([backend(np.ascontiguousarray(images[i:i + RUN_BATCH]))
-                           for i in range(0, len(images), RUN_BATCH)])
+@dataclass(frozen=True)
+class Calibration:
+    """What a quantizing pass asks of a route: the images and how to estimate ranges from them."""
+
+    images: np.ndarray
+    algorithm: str
+    per_channel: bool
+    batch_size: int
 
 
-def _import_ort_quantization():
+class _RunsArtifacts:
+    """Runs a route's models with the adapter of the runtime they are for, each opened once."""
+
+    def __init__(self, runtime):
+        # A RuntimeAdapter (edgekit.targets): only its `open` is used, so compress needs no targets import.
+        self.runtime = runtime
+        self._opened: dict[Path, object] = {}
+
+    def run(self, model_file: Path, images: np.ndarray) -> np.ndarray:
+        if model_file not in self._opened:
+            self._opened[model_file] = self.runtime.open(model_file)
+        opened = self._opened[model_file]
+        return np.concatenate([opened(np.ascontiguousarray(images[i:i + RUN_BATCH]))
+                               for i in range(0, len(images), RUN_BATCH)])
+
+
+def import_ort_quantization():
     try:
         from onnxruntime import quantization
     except ImportError as exc:  # ml_dtypes is what goes missing in practice
@@ -41,35 +62,28 @@ def _import_ort_quantization():
     return quantization
 
 
-# OpenVINO has no INT8 kernels for these: QDQ pairs around them only add conversions (EfficientNet's
-# swish and SE blocks: CPU time per batch 7.5 -> 5.6 ms without them; ResNets have none of them).
-OPENVINO_FLOAT_OPS = {"Sigmoid", "Mul", "Softmax", "Where"}
-
-
-def _openvino_op_types() -> list[str]:
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
-    return sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - OPENVINO_FLOAT_OPS)
-
-
-class OnnxQDQRoute:
+class OnnxQDQRoute(_RunsArtifacts):
     """onnxruntime `quantize_static`: a QDQ ONNX model, weights per channel (int8), activations per tensor (uint8).
 
-    `runtime` is the runtime the artifact is for: "onnxruntime" keeps the QDQ ONNX,
-    "openvino" converts it to IR (OpenVINO fuses the QDQ pairs into INT8 kernels).
+    What differs per runtime comes from its adapter: `runtime` runs the artifacts,
+    `op_types` limits which op types get Q/DQ pairs (None: every type
+    onnxruntime quantizes), and `to_artifact(qdq_onnx, dst_dir)` turns the QDQ
+    ONNX into the runtime's format (None: the QDQ ONNX is the artifact).
     """
 
     name = "onnxruntime quantize_static (QDQ ONNX)"
 
     def __init__(self, fp32_onnx: Path, calibration: np.ndarray, *, algorithm: str, per_channel: bool,
-                 batch_size: int, runtime: str, work: Path):
-        quantization = _import_ort_quantization()
+                 batch_size: int, runtime, work: Path, op_types: Sequence[str] | None = None,
+                 to_artifact: Callable[[Path, Path], Path] | None = None):
+        quantization = import_ort_quantization()
         import onnxruntime
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         onnxruntime.set_default_logger_severity(3)  # unused-initializer warnings are noise for users
 
-        self.runtime = runtime
+        super().__init__(runtime)
+        self.to_artifact = to_artifact
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         # Shape inference and graph fusions (BatchNorm into Conv) first, as onnxruntime recommends.
@@ -84,20 +98,19 @@ class OnnxQDQRoute:
         self.method = methods[algorithm]
         self.extra_options = {"CalibPercentile": 99.99} if algorithm == "percentile" else {}
         self.cache = work / "calibration-ranges.json"
-        self.op_types = _openvino_op_types() if runtime == "openvino" else None
+        self.op_types = list(op_types) if op_types is not None else None
         import onnx
 
         graph = onnx.load(str(self.model)).graph
         self.input_name = graph.input[0].name
         self._layers = [n.name for n in graph.node if n.op_type in ONNX_QUANTIZED_OPS
                         and (self.op_types is None or n.op_type in self.op_types)]
-        self._backends: dict[Path, object] = {}
 
     def layers(self) -> list[str]:
         return list(self._layers)
 
     def _reader(self):
-        quantization = _import_ort_quantization()
+        quantization = import_ort_quantization()
         batches = [self.calibration[i:i + self.batch_size] for i in range(0, len(self.calibration), self.batch_size)]
         name = self.input_name
 
@@ -111,7 +124,7 @@ class OnnxQDQRoute:
         return Reader()
 
     def quantize(self, float_layers: Sequence[str], dst: Path) -> Path:
-        quantization = _import_ort_quantization()
+        quantization = import_ort_quantization()
         dst.mkdir(parents=True, exist_ok=True)
         onnx_file = dst / "model.onnx"
         # The first call calibrates and caches the ranges; later calls only rewrite the graph.
@@ -121,33 +134,24 @@ class OnnxQDQRoute:
             activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
             op_types_to_quantize=self.op_types, nodes_to_exclude=list(float_layers), calibrate_method=self.method,
             extra_options=dict(self.extra_options), calibration_cache_path=str(self.cache))
-        if self.runtime == "openvino":
-            from edgekit.export.openvino import onnx2openvino
-
-            return onnx2openvino(onnx_file, dst / "model.xml")
-        return onnx_file
-
-    def run(self, model_file: Path, images: np.ndarray) -> np.ndarray:
-        from edgekit.runtime.backends import open_backend
-
-        if model_file not in self._backends:
-            self._backends[model_file] = open_backend(self.runtime, model_file)
-        return _batched(self._backends[model_file], images)
+        return self.to_artifact(onnx_file, dst) if self.to_artifact else onnx_file
 
 
-class PaddleSlimRoute:
+class PaddleSlimRoute(_RunsArtifacts):
     """PaddleSlim `quant_post_static` on the legacy Paddle program (QDQ-style quantize_linear /
     dequantize_linear ops, weights per channel), run in a child process with FLAGS_enable_pir_api=0.
 
     The quantized program is what Paddle Inference loads and what Paddle Lite's
-    optimizer turns into an INT8 `.nb`. It is evaluated on this host with Paddle
-    Inference (the fake-quantized graph computes what the INT8 kernels compute, up to rounding).
+    optimizer turns into an INT8 `.nb`. It is evaluated on this host by `runtime`,
+    the Paddle Inference adapter (the fake-quantized graph computes what the INT8
+    kernels compute, up to rounding).
     """
 
     name = "PaddleSlim quant_post_static (Paddle program)"
 
     def __init__(self, program: Path, calibration: np.ndarray, *, algorithm: str, per_channel: bool,
-                 batch_size: int, work: Path, input_name: str = "x"):
+                 batch_size: int, runtime, work: Path, input_name: str = "x"):
+        super().__init__(runtime)
         self.program = program
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -168,7 +172,6 @@ class PaddleSlimRoute:
                 weights = [a for slot in op.inputs if slot.parameter in ("Filter", "Y") for a in slot.arguments]
                 if weights:
                     self._layers.append(weights[0])
-        self._backends: dict[Path, object] = {}
 
     def layers(self) -> list[str]:
         return list(self._layers)
@@ -188,22 +191,33 @@ class PaddleSlimRoute:
                                f"{proc.stderr.strip()[-2000:]}")
         return model_file
 
-    def run(self, model_file: Path, images: np.ndarray) -> np.ndarray:
-        from edgekit.runtime.backends import open_backend
 
-        if model_file not in self._backends:
-            self._backends[model_file] = open_backend("paddle-inference", model_file)
-        return _batched(self._backends[model_file], images)
+class FixedProgramRoute(_RunsArtifacts):
+    """QAT's quantized program as an INT8 'route' with nothing left to choose: its scales were learned."""
+
+    name = "PaddleSlim QAT (Paddle program)"
+
+    def __init__(self, program: Path, runtime):
+        super().__init__(runtime)
+        self.program = program
+
+    def layers(self) -> list[str]:
+        return []
+
+    def quantize(self, float_layers: Sequence[str], dst: Path) -> Path:
+        return self.program
 
 
-class NNCFRoute:
+class NNCFRoute(_RunsArtifacts):
     """NNCF post-training quantization of the OpenVINO IR (measured against OnnxQDQRoute in
-    benchmarks/int8.py; not a dependency of edgekit: used only where `nncf` is installed)."""
+    benchmarks/int8.py; not a dependency of edgekit: used only where `nncf` is installed).
+    `runtime` is the OpenVINO adapter."""
 
     name = "NNCF quantize (OpenVINO IR)"
 
     def __init__(self, fp32_xml: Path, calibration: np.ndarray, *, algorithm: str, per_channel: bool,
-                 batch_size: int, work: Path):
+                 batch_size: int, runtime, work: Path):
+        super().__init__(runtime)
         try:
             import nncf
         except ImportError:
@@ -225,7 +239,6 @@ class NNCFRoute:
         self.advanced = AdvancedQuantizationParameters(activations_range_estimator_params=estimator)
         self._layers = [op.get_friendly_name() for op in self.model.get_ordered_ops()
                         if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
-        self._backends: dict[Path, object] = {}
 
     def layers(self) -> list[str]:
         return list(self._layers)
@@ -239,21 +252,3 @@ class NNCFRoute:
                                        advanced_parameters=self.advanced)
         ov.save_model(quantized, str(dst / "model.xml"), compress_to_fp16=False)
         return dst / "model.xml"
-
-    def run(self, model_file: Path, images: np.ndarray) -> np.ndarray:
-        from edgekit.runtime.backends import open_backend
-
-        if model_file not in self._backends:
-            self._backends[model_file] = open_backend("openvino", model_file)
-        return _batched(self._backends[model_file], images)
-
-
-def copy_artifact(model_file: Path, bundle: Path, stem: str = "model") -> Path:
-    """Copy a route's artifact (and its companion weights file) into the bundle as `stem.*`."""
-    companions = {".xml": ".bin", ".pdmodel": ".pdiparams"}
-    target = bundle / (stem + model_file.suffix)
-    shutil.copyfile(model_file, target)
-    if model_file.suffix in companions:
-        shutil.copyfile(model_file.with_suffix(companions[model_file.suffix]),
-                        bundle / (stem + companions[model_file.suffix]))
-    return target
