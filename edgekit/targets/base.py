@@ -1,0 +1,149 @@
+"""What an adapter is: everything edgekit does differently per runtime, in one class per runtime.
+
+Adapters register themselves by subclassing `RuntimeAdapter` with a `runtime`
+name (the `runtime:` of a target file). Outside `edgekit/targets/`, code asks
+the adapter of a bundle's runtime instead of comparing runtime names.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from edgekit import portable
+from edgekit.errors import EdgekitError
+
+if TYPE_CHECKING:
+    from edgekit.compress.quantize import Int8Route
+    from edgekit.compress.routes import Calibration
+
+_ADAPTERS: dict[str, "RuntimeAdapter"] = {}
+
+
+@dataclass
+class Conversion:
+    """What an adapter's converters get from the build in progress."""
+
+    work: Path  # scratch space, removed after the build
+    bundle: Path  # the bundle directory being written
+    options: dict[str, Any]  # the target's resolved options (opset, arch, ...)
+    # step(name, fn, *args) runs one converter, timed and recorded; it fails on an empty output.
+    step: Callable[..., Path]
+
+
+class RuntimeAdapter:
+    runtime: ClassVar[str]
+    # What `pip install` brings the runtime (messages, app docs).
+    package: ClassVar[str]
+    # Precision hints the runtime takes (OpenVINO: f32 / bf16); empty: it computes as stored.
+    precision_hints: ClassVar[tuple[str, ...]] = ()
+    # Format of the GEMM that stands for this runtime's compute peak ("onnx", "paddle"), and in which runtime.
+    peak_format: ClassVar[str | None] = None
+    peak_runtime: ClassVar[str | None] = None
+    # Can the runtime's converter read a Paddle 3 PIR program (inference.json)?
+    reads_pir_programs: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "runtime" in cls.__dict__:
+            _ADAPTERS[cls.runtime] = cls()
+
+    # ---------------------------------------------------------------- running
+
+    def runs_in_process(self) -> bool:
+        """Can this interpreter load the runtime itself (else: a helper interpreter on this host)?"""
+        return True
+
+    def open(self, model_file: Path, threads: int | None = None,
+             precision_hint: str | None = portable.OPENVINO_PRECISION_HINT) -> portable.Runtime:
+        """The model opened on this host, configured as everywhere else edgekit runs it."""
+        return portable.open_runtime(self.runtime, model_file, threads, precision_hint)
+
+    def helper_interpreter(self, root: Path, model_file: Path) -> tuple[str, dict]:
+        """(python, environment) of the interpreter on this host that runs the model, where this one cannot."""
+        raise EdgekitError(f"{root}: the {self.runtime} runtime runs in this process; it needs no helper.")
+
+    def kernel_arch(self, manifest: dict) -> str | None:
+        """The instruction set a bundle's kernels are compiled for (None: portable across CPUs)."""
+        return None
+
+    def why_not_on(self, manifest: dict, machine: str | None = None) -> str | None:
+        """Why a CPU of `machine` (default: this host) cannot run the bundle, or None."""
+        arch = self.kernel_arch(manifest)
+        machine = machine or platform.machine()
+        if arch and machine.lower() not in portable.LITE_ARCH_MACHINES.get(arch, ()):
+            return f"it holds Paddle Lite {arch} kernels and this host is {machine}"
+        return None
+
+    # ---------------------------------------------------------------- building (edgekit.build calls these)
+
+    def prepare_toolchain(self, progress: Callable[[str], None] | None = None) -> None:
+        """Provision what converting for this runtime needs, before any build work (default: nothing)."""
+
+    def check_source(self, inference_dir: Path, program: Path) -> None:
+        """Plan time: refuse an --inference-model program the runtime's converter cannot read."""
+        if program.suffix == ".json" and not self.reads_pir_programs:
+            raise EdgekitError(
+                f"--inference-model {inference_dir} holds a Paddle 3 PIR program (inference.json), which "
+                f"the {self.runtime} toolchain cannot read. Pass the training weights with --weights "
+                "instead (edgekit exports the legacy program itself), or re-export with "
+                "FLAGS_enable_pir_api=0 set so Paddle writes inference.pdmodel.")
+
+    def check_int8(self, inference_dir: Path | None) -> None:
+        """Plan time: can this host make an INT8 artifact for the runtime (from `inference_dir`, if given)?"""
+
+    def export(self, conv: Conversion, program: Path, params: Path, precision: str) -> Path:
+        """The fp32 / fp16 artifact in `conv.bundle`, converted from a Paddle program; returns the model file."""
+        raise NotImplementedError(f"{type(self).__name__} does not export models")
+
+    def int8_route(self, conv: Conversion, program: Path, calibration: "Calibration",
+                   learned_program: Path | None = None) -> tuple["Int8Route", Path]:
+        """The INT8 route for this runtime and the FP32 model it is measured against.
+
+        `learned_program` is QAT's quantized Paddle program (scales learned), for
+        the routes that can ship it as it is.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no INT8 route")
+
+    def finish_int8(self, conv: Conversion, model_file: Path) -> tuple[Path, str]:
+        """The route's chosen INT8 model -> the bundle's artifact; returns it and what accuracy was measured on."""
+        return copy_artifact(model_file, conv.bundle), f"the bundled artifact ({self.runtime})"
+
+    def write_app(self, app_dir: Path, preprocessing: dict) -> None:
+        """The example app beside the model (default: the Python app, which reads preprocessing off the manifest)."""
+        from edgekit.apps.python import write_python_app
+
+        write_python_app(app_dir, self.runtime)
+
+
+def copy_artifact(model_file: Path, bundle: Path, stem: str = "model") -> Path:
+    """Copy a model file (and its companion weights file) into the bundle as `stem.*`."""
+    companions = {".xml": ".bin", ".pdmodel": ".pdiparams"}
+    target = bundle / (stem + model_file.suffix)
+    shutil.copyfile(model_file, target)
+    if model_file.suffix in companions:
+        shutil.copyfile(model_file.with_suffix(companions[model_file.suffix]),
+                        bundle / (stem + companions[model_file.suffix]))
+    return target
+
+
+def adapter_for(runtime: str) -> RuntimeAdapter:
+    from edgekit.targets import lite, onnx, openvino, paddle  # noqa: F401  (registration by import)
+
+    try:
+        return _ADAPTERS[runtime]
+    except KeyError:
+        raise EdgekitError(f"Unknown runtime {runtime!r}; known: {', '.join(sorted(_ADAPTERS))}.") from None
+
+
+def adapter_of(manifest: dict) -> RuntimeAdapter:
+    """The adapter of a bundle, from its manifest."""
+    return adapter_for(manifest["target"]["runtime"])
+
+
+def source_adapter() -> RuntimeAdapter:
+    """Paddle Inference, which runs a user's own Paddle program: the reference of parity and validation."""
+    return adapter_for("paddle-inference")

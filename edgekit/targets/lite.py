@@ -1,0 +1,84 @@
+"""The Paddle Lite adapter: naive-buffer `.nb` models (targets/arm-lite.yaml, targets/x86-lite.yaml).
+
+The `paddlelite` wheel exists only for CPython <= 3.10, so on a build host a
+`.nb` with x86 kernels runs in the managed toolchain's own interpreter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from edgekit import portable
+from edgekit.errors import EdgekitError
+from edgekit.targets.base import Conversion, RuntimeAdapter, source_adapter
+from edgekit.targets.paddle import paddleslim_route
+
+
+class PaddleLiteAdapter(RuntimeAdapter):
+    runtime = "paddle-lite"
+    package = "paddlelite==2.13rc0"
+    # Lite cannot load a GEMM built here; onnxruntime's peak stands in (the record says so).
+    peak_format = "onnx"
+    peak_runtime = "onnxruntime"
+    reads_pir_programs = False
+
+    def runs_in_process(self) -> bool:
+        return importlib.util.find_spec("paddlelite") is not None
+
+    def open(self, model_file: Path, threads: int | None = None,
+             precision_hint: str | None = portable.OPENVINO_PRECISION_HINT) -> portable.Runtime:
+        if self.runs_in_process():
+            return super().open(model_file, threads, precision_hint)
+        from edgekit.toolchains import paddle_lite
+
+        toolchain = paddle_lite.find(install_missing=False)
+        return portable.Runtime(self.runtime, lambda batch: paddle_lite.run_nb(model_file, batch, toolchain=toolchain),
+                                toolchain.lite_version, "as stored", threads_applied=False)
+
+    def helper_interpreter(self, root: Path, model_file: Path) -> tuple[str, dict]:
+        from edgekit.toolchains import paddle_lite
+
+        foreign = set(paddle_lite.nb_info(model_file)["kernel_targets"]) - {"host", "x86", "any"}
+        if foreign:
+            raise EdgekitError(f"Bundle {root} holds {'/'.join(sorted(foreign))} kernels, which cannot run on "
+                               "this host; bench it on its device (--device adb://... or ssh://...), or bench an "
+                               "x86-lite bundle here.")
+        toolchain = paddle_lite.find(install_missing=False)
+        return str(toolchain.python), toolchain.environment()
+
+    def kernel_arch(self, manifest: dict) -> str | None:
+        return manifest["target"].get("options", {}).get("arch")
+
+    # ---------------------------------------------------------------- building
+
+    def prepare_toolchain(self, progress=None) -> None:
+        # The optimizer (opt) runs in the managed toolchain's interpreter; provision it before any work.
+        from edgekit.toolchains import paddle_lite
+
+        paddle_lite.find(install_missing=True,
+                         progress=(lambda step, done, total: progress(f"paddle-lite toolchain: {step}"))
+                         if progress else None)
+
+    def export(self, conv: Conversion, program: Path, params: Path, precision: str) -> Path:
+        return _to_nb(conv, program, params)
+
+    def int8_route(self, conv, program, calibration, learned_program=None):
+        # The .nb cannot run here: the quantized program is evaluated with Paddle Inference, then converted.
+        return paddleslim_route(conv, program, calibration, learned_program, source_adapter()), program
+
+    def finish_int8(self, conv: Conversion, model_file: Path) -> tuple[Path, str]:
+        nb = _to_nb(conv, model_file, model_file.with_suffix(".pdiparams"))
+        return nb, ("the quantized Paddle program (Paddle Inference, fake-quantized) that Paddle Lite's optimizer "
+                    "converted; the .nb itself runs on the device only")
+
+    def write_app(self, app_dir: Path, preprocessing: dict) -> None:
+        from edgekit.export.lite import write_lite_app
+
+        write_lite_app(app_dir, preprocessing)
+
+
+def _to_nb(conv: Conversion, program: Path, params: Path) -> Path:
+    from edgekit.export.lite import paddle2lite
+
+    return conv.step("paddle2lite", paddle2lite, program, params, conv.bundle / "model.nb", conv.options["arch"])
