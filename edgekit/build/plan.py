@@ -1,0 +1,139 @@
+"""`edgekit build`, plan time: every input resolved and checked before any work starts.
+
+Config precedence is resolved once, here: defaults < model card < target <
+recipe < CLI. Everything a user can get wrong (model, target options, weights,
+labels, output directory, recipe, calibration set, teacher, what the target's
+converter can read) raises EdgekitError from `plan_build`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.build.compression import CompressionPlan, plan_compression, resolve_recipe
+from edgekit.compress.recipes import Recipe
+from edgekit.errors import EdgekitError
+from edgekit.preprocessing import Preprocessing
+from edgekit.targets import RuntimeAdapter, Target, adapter_for, get_target
+from edgekit.zoo import get_entry
+from edgekit.zoo.cards import ModelCard, get_card
+
+RANDOM_INIT = "random-init"
+
+
+@dataclass
+class BuildPlan:
+    model: str
+    target: Target
+    precision: str
+    card: ModelCard
+    num_classes: int
+    options: dict[str, Any]
+    out: Path
+    force: bool
+    weights: Path | None = None
+    inference_model: Path | None = None
+    labels: list[str] | None = None
+    seed: int = 0
+    # Resolved once: the card's preprocessing, with the CLI's --input-size on top.
+    preprocessing: Preprocessing | None = None
+    # The recipe with CLI overrides applied (fp32/fp16 builds get the plain recipe of that name).
+    recipe: Recipe | None = None
+    # --calib, checked at plan time (list read, labels in range, big enough); decoded in run_build.
+    compression: CompressionPlan | None = None
+
+    @property
+    def adapter(self) -> RuntimeAdapter:
+        return adapter_for(self.target.runtime)
+
+    @property
+    def weights_source(self) -> str:
+        if self.weights:
+            return str(self.weights)
+        if self.inference_model:
+            return str(self.inference_model)
+        return RANDOM_INIT
+
+
+def default_out_dir(model: str, target: str, precision: str) -> Path:
+    return Path("dist") / f"{model}-{target}-{precision}"
+
+
+def inference_model_files(directory: Path) -> tuple[Path, Path]:
+    """(program, params) of a PaddleClas inference model directory."""
+    params = directory / "inference.pdiparams"
+    for name in ("inference.pdmodel", "inference.json"):
+        if (directory / name).is_file() and params.is_file():
+            return directory / name, params
+    raise EdgekitError(f"--inference-model {directory} is not a PaddleClas inference model directory: expected "
+                       "inference.pdmodel + inference.pdiparams (Paddle 2.x / legacy export) or "
+                       "inference.json + inference.pdiparams (Paddle 3).")
+
+
+def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str | Path | None = None,
+               inference_model: str | Path | None = None, out: str | Path | None = None, force: bool = False,
+               num_classes: int | None = None, labels: str | Path | None = None,
+               options: dict[str, str] | None = None, input_size: int | None = None,
+               recipe: str | Path | None = None, calib: str | Path | None = None, calib_limit: int | None = None,
+               max_drop: float | None = None,
+               recipe_overrides: dict[str, str] | None = None) -> BuildPlan:
+    """Resolve and check every input; raises EdgekitError before any work starts.
+
+    `recipe` (a shipped recipe name or a recipe file) replaces `precision` as the
+    way to ask for fp16/int8/distillation; `calib` is the labeled images the
+    recipe's passes use (list file or class folders), `calib_limit` caps the
+    calibration images, `max_drop` overrides the recipe's accuracy budget
+    (None: the recipe's), `recipe_overrides` sets any `PASS.KEY` of the recipe.
+    """
+    get_entry(model)
+    card = get_card(model)
+    target_spec = get_target(target)
+    adapter = adapter_for(target_spec.runtime)
+    resolved_recipe = resolve_recipe(recipe, precision, calib_limit=calib_limit, max_drop=max_drop,
+                                     overrides=recipe_overrides)
+    precision = resolved_recipe.precision
+    target_spec.check_precision(precision)
+    resolved_options = target_spec.resolve_options(options or {})
+    if weights and inference_model:
+        raise EdgekitError("Give either --weights or --inference-model, not both.")
+    weights_path = Path(weights) if weights else None
+    if weights_path and not weights_path.is_file():
+        raise EdgekitError(f"--weights {weights_path} does not exist (expected a PaddleClas .pdparams file).")
+    inference_dir = Path(inference_model) if inference_model else None
+    if inference_dir:
+        program, _ = inference_model_files(inference_dir)
+        adapter.check_source(inference_dir, program)
+    label_list = _read_labels(labels)
+    if num_classes is None:
+        num_classes = len(label_list) if label_list else 1000
+    if label_list is not None and len(label_list) != num_classes:
+        raise EdgekitError(f"--labels {labels} has {len(label_list)} names but the model has {num_classes} "
+                           "classes; give one name per class (or fix --num-classes).")
+    out_dir = Path(out) if out else default_out_dir(model, target, resolved_recipe.name)
+    if out_dir.exists() and not force:
+        raise EdgekitError(f"Output directory {out_dir} already exists; pass --force to replace it, "
+                           "or choose another --out.")
+    preprocessing = card.preprocessing
+    if input_size is not None:
+        if not 16 <= input_size <= 1024:
+            raise EdgekitError(f"--input-size {input_size} is out of range (expected 16..1024 pixels).")
+        # Small custom datasets (e.g. 64x64 digits) are trained at their own size: no resize margin.
+        preprocessing = dataclasses.replace(preprocessing, resize_short=input_size, crop=input_size)
+    compression = plan_compression(resolved_recipe, adapter, calib, num_classes=num_classes,
+                                   inference_model=inference_dir)
+    return BuildPlan(model=model, target=target_spec, precision=precision, card=card, num_classes=num_classes,
+                     options=resolved_options, out=out_dir, force=force, weights=weights_path,
+                     inference_model=inference_dir, labels=label_list, preprocessing=preprocessing,
+                     recipe=resolved_recipe, compression=compression)
+
+
+def _read_labels(labels: str | Path | None) -> list[str] | None:
+    if not labels:
+        return None
+    path = Path(labels)
+    if not path.is_file():
+        raise EdgekitError(f"--labels {path} does not exist (expected one class name per line).")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
