@@ -48,15 +48,15 @@ def bare_call(runtime: str, backend, batch: np.ndarray):
     variants differ only by the harness.
     """
     if runtime == "onnxruntime":
-        session = backend.session
+        session = backend.native
         feed = {session.get_inputs()[0].name: batch}
         return lambda: session.run(None, feed)
     if runtime == "openvino":
-        request = backend.request
+        request = backend.native
         # Reading the logits is part of any application's call (onnxruntime's run returns them anyway).
         return lambda: request.infer([batch])[0]
     if runtime == "paddle-inference":
-        predictor, handle, output = backend.predictor, backend.input, backend.output
+        predictor, handle, output = backend.native
 
         def call():
             handle.reshape(list(batch.shape))
@@ -122,7 +122,7 @@ def measure(bundle: Path, budget_s: float, threads: int) -> dict:
 
 def noop_cost_ns(n: int = 200_000) -> tuple[float, float]:
     """Per-iteration cost of a bare Python loop vs edgekit's timing loop around a call that does nothing."""
-    from edgekit.bench.device_timer import timed_loop
+    from edgekit.portable import timed_loop
 
     def nothing():
         return None

@@ -104,9 +104,9 @@ def artifact_size(model_file: Path) -> int:
 
 
 def _openvino(model_file: Path, hint: str | None):
-    from edgekit.runtime.backends import OpenVINOBackend
+    from edgekit.targets import adapter_for
 
-    return OpenVINOBackend(model_file, precision_hint=hint)
+    return adapter_for("openvino").open(model_file, precision_hint=hint)
 
 
 def compare_latency(models: dict[str, Path], batch: np.ndarray, rounds: int = 5) -> tuple[dict, dict]:
@@ -116,10 +116,11 @@ def compare_latency(models: dict[str, Path], batch: np.ndarray, rounds: int = 5)
     shared machine wall time swings with other processes; CPU time of a single-threaded run barely
     does, so the speed-up ratio is read off the CPU times.
     """
-    from edgekit.runtime.backends import OpenVINOBackend
+    from edgekit.targets import adapter_for
 
-    wall_backends = {k: OpenVINOBackend(v, precision_hint="f32") for k, v in models.items()}
-    one_thread = {k: OpenVINOBackend(v, threads=1, precision_hint="f32") for k, v in models.items()}
+    openvino = adapter_for("openvino")
+    wall_backends = {k: openvino.open(v, precision_hint="f32") for k, v in models.items()}
+    one_thread = {k: openvino.open(v, threads=1, precision_hint="f32") for k, v in models.items()}
     wall = {k: [] for k in models}
     cpu = {k: [] for k in models}
     for backend in [*wall_backends.values(), *one_thread.values()]:
@@ -138,11 +139,11 @@ def compare_latency(models: dict[str, Path], batch: np.ndarray, rounds: int = 5)
 
 def compare_routes(work: Path) -> list[dict]:
     """Each INT8 route on each digits model: val top-1 drop vs FP32, OpenVINO latency at batch 8."""
-    from edgekit.compress.routes import NNCFRoute, OnnxQDQRoute, PaddleSlimRoute
+    from edgekit.compress.routes import Calibration, NNCFRoute, PaddleSlimRoute
     from edgekit.export.onnx import paddle2onnx
     from edgekit.export.openvino import onnx2openvino
     from edgekit.export.paddle import export_legacy_program
-    from edgekit.runtime.backends import open_backend
+    from edgekit.targets import adapter_for, source_adapter
 
     ds = digits(work)
     records = []
@@ -156,18 +157,18 @@ def compare_routes(work: Path) -> list[dict]:
         calibration = train_x[np.random.default_rng(0).permutation(len(train_x))[:256]]
         val_x, val_y = decoded(ds.val_list, name, SIZE)
         batch8 = val_x[:8]
-        fp32_top1 = float((open_backend("onnxruntime", fp32_onnx)(val_x).argmax(1) == val_y).mean())
-        routes = [("onnxruntime QDQ -> onnxruntime", lambda w: OnnxQDQRoute(
-                      fp32_onnx, calibration, algorithm="minmax", per_channel=True, batch_size=16,
-                      runtime="onnxruntime", work=w)),
-                  ("onnxruntime QDQ -> openvino", lambda w: OnnxQDQRoute(
-                      fp32_onnx, calibration, algorithm="minmax", per_channel=True, batch_size=16,
-                      runtime="openvino", work=w)),
+        fp32_top1 = float((adapter_for("onnxruntime").open(fp32_onnx)(val_x).argmax(1) == val_y).mean())
+        calib = Calibration(calibration, "minmax", True, 16)
+        routes = [("onnxruntime QDQ -> onnxruntime",
+                   lambda w: adapter_for("onnxruntime").qdq_route(fp32_onnx, calib, w)),
+                  ("onnxruntime QDQ -> openvino", lambda w: adapter_for("openvino").qdq_route(fp32_onnx, calib, w)),
                   ("PaddleSlim -> paddle inference", lambda w: PaddleSlimRoute(
-                      program, calibration, algorithm="minmax", per_channel=True, batch_size=16, work=w))]
+                      program, calibration, algorithm="minmax", per_channel=True, batch_size=16,
+                      runtime=source_adapter(), work=w))]
         if importlib.util.find_spec("nncf"):
             routes.append(("NNCF -> openvino", lambda w: NNCFRoute(
-                fp32_xml, calibration, algorithm="minmax", per_channel=True, batch_size=16, work=w)))
+                fp32_xml, calibration, algorithm="minmax", per_channel=True, batch_size=16,
+                runtime=adapter_for("openvino"), work=w)))
         else:
             print("nncf not installed: NNCF route not measured", flush=True)
         for label, make in routes:
@@ -188,8 +189,8 @@ def compare_routes(work: Path) -> list[dict]:
                 record["openvino_b8_cpu_ms_1thread"] = cpu
                 record["cpu_speedup_vs_f32"] = round(cpu["f32"] / cpu["int8"], 2)
             elif model_file.suffix == ".onnx":
-                record["onnxruntime_int8_b8"] = latency_ms(open_backend("onnxruntime", model_file), batch8)
-                record["onnxruntime_fp32_b8"] = latency_ms(open_backend("onnxruntime", fp32_onnx), batch8)
+                record["onnxruntime_int8_b8"] = latency_ms(adapter_for("onnxruntime").open(model_file), batch8)
+                record["onnxruntime_fp32_b8"] = latency_ms(adapter_for("onnxruntime").open(fp32_onnx), batch8)
             records.append(record)
             print(json.dumps(record), flush=True)
     return records
@@ -248,8 +249,9 @@ def resnet50(work: Path) -> list[dict]:
     each INT8 route against OpenVINO true f32 (INFERENCE_PRECISION_HINT=f32), interleaved in the same run."""
     import paddle
 
-    from edgekit.compress.routes import NNCFRoute, OnnxQDQRoute
+    from edgekit.compress.routes import Calibration, NNCFRoute
     from edgekit.data.datasets import LabeledImages, open_dataset
+    from edgekit.targets import adapter_for
     from edgekit.export.onnx import paddle2onnx
     from edgekit.export.openvino import onnx2openvino
     from edgekit.export.paddle import export_legacy_program
@@ -269,11 +271,12 @@ def resnet50(work: Path) -> list[dict]:
     train = open_dataset(digits(work).train_list)
     calibration = decode_images(LabeledImages(train.samples[:256], train.source),
                                 get_card("ResNet50").preprocessing).images
-    routes = {"onnxruntime QDQ -> openvino": lambda w: OnnxQDQRoute(
-        fp32_onnx, calibration, algorithm="minmax", per_channel=True, batch_size=16, runtime="openvino", work=w)}
+    openvino = adapter_for("openvino")
+    routes = {"onnxruntime QDQ -> openvino": lambda w: openvino.qdq_route(
+        fp32_onnx, Calibration(calibration, "minmax", True, 16), w)}
     if importlib.util.find_spec("nncf"):
         routes["NNCF -> openvino"] = lambda w: NNCFRoute(fp32_xml, calibration, algorithm="minmax",
-                                                          per_channel=True, batch_size=16, work=w)
+                                                          per_channel=True, batch_size=16, runtime=openvino, work=w)
     else:
         print("nncf not installed: NNCF route not measured", flush=True)
     models, seconds, cpu_seconds = {"f32": fp32_xml}, {}, {}

@@ -53,13 +53,13 @@ def make_photos(root: Path, count: int) -> Path:
 
 def decode_only(listing: Path, pp, workers: int, batch: int) -> float:
     """images/s of decode + preprocess alone, through the same thread pool."""
-    from edgekit.devices import runner
-    from edgekit.devices.local import prepare_image
+    from edgekit import portable
 
     paths = [listing.parent / line.split()[0] for line in listing.read_text().splitlines()]
+    pp_dict = pp.to_dict()
     start = time.perf_counter()
-    runner.evaluate(len(paths), lambda i: prepare_image(paths[i], pp), lambda b: np.zeros((len(b), 1)), batch,
-                    workers, lambda *args: None)
+    portable.evaluate(len(paths), lambda i: portable.preprocess(portable.decode(paths[i]), pp_dict),
+                      lambda b: np.zeros((len(b), 1)), batch, workers, lambda *args: None)
     return len(paths) / (time.perf_counter() - start)
 
 

@@ -70,13 +70,9 @@ def targets():
 
 def install_toolchain(name: str, force: bool = False, progress=None):
     """Provision an external toolchain into the user cache (today: "paddle-lite")."""
-    from edgekit.errors import EdgekitError
+    from edgekit.toolchains import install
 
-    if name != "paddle-lite":
-        raise EdgekitError(f"Unknown toolchain {name!r}; edgekit manages: paddle-lite.")
-    from edgekit.toolchains import paddle_lite
-
-    return paddle_lite.install(progress=progress, force=force)
+    return install(name, force=force, progress=progress)
 
 
 def bench(targets=(), **options):

@@ -103,30 +103,30 @@ class DemoResult:
 def build_bundle(model: str, target: str, recipe: str, *, weights: Path, calib: Path, labels: Path,
                  num_classes: int, input_size: int, out: Path) -> tuple[Any, str]:
     """`edgekit build --recipe RECIPE --calib DATA`; FP32 when the recipe is refused for this model/target."""
-    from edgekit import api
+    from edgekit.build import plan_build, run_build
 
     common = dict(weights=weights, num_classes=num_classes, labels=labels, input_size=input_size, force=True)
     try:
-        return api.build(model, target, recipe=recipe, calib=calib, out=out, **common), ""
+        return run_build(plan_build(model, target, recipe=recipe, calib=calib, out=out, **common)), ""
     except EdgekitError as exc:
         note = f"{recipe} refused, built FP32 instead: {exc}"
-    return api.build(model, target, "fp32", out=out, **common), note
+    return run_build(plan_build(model, target, "fp32", out=out, **common)), note
 
 
 def validate_bundle(bundle: Path, val_list: Path) -> dict[str, Any]:
     """`edgekit validate BUNDLE --data VAL`: accuracy here, agreement with the FP32 Paddle model."""
-    from edgekit import api
+    from edgekit.validate import validate
 
-    record = api.validate(bundle, val_list).record
+    record = validate(bundle, val_list).record
     return {"top1": record["metrics"]["top1"], "top5": record["metrics"]["top5"],
             "agreement": (record.get("reference") or {}).get("top1_agreement")}
 
 
 def bench_bundles(bundles: list[Path], iterations: int) -> dict[str, dict[str, Any]]:
     """`edgekit bench BUNDLE...` at batch 1: {bundle path: {median_ms, throughput_ips, runtime_precision}}."""
-    from edgekit import api
+    from edgekit.bench import run
 
-    report = api.bench([str(b) for b in bundles], batch="1", iterations=iterations, rounds=3, warmup=5)
+    report = run([str(b) for b in bundles], batch="1", iterations=iterations, rounds=3, warmup=5)
     return {str(Path(r.bundle)): {"median_ms": r.latency.median_ms, "throughput_ips": r.throughput_ips,
                                   "runtime_precision": r.runtime_precision} for r in report.records}
 
@@ -151,10 +151,10 @@ def prepare_out_dir(out: Path, force: bool) -> None:
 def run_demo(out: str | Path = "demo-out", *, force: bool = False, log: Log = print,
              config: DemoConfig = DemoConfig(), progress: bool = True) -> DemoResult:
     """Run the whole demo into `out`; returns a DemoResult (also written as out/demo.json)."""
-    from edgekit import api
     from edgekit.bundle import read_manifest
     from edgekit.data.digits import make_digits_dataset
     from edgekit.targets import get_target
+    from edgekit.training.zoo_training import distill_zoo_model, train_zoo_model
 
     for target in config.targets:
         get_target(target)  # unknown targets fail before any work
@@ -174,14 +174,14 @@ def run_demo(out: str | Path = "demo-out", *, force: bool = False, log: Log = pr
                         f"({config.input_size}x{config.input_size} PNG) in {digits.root}")
 
     began = time.perf_counter()
-    teacher = api.train(config.teacher, digits.train_list, digits.val_list, out=out / "models" / "teacher.pdparams",
+    teacher = train_zoo_model(config.teacher, digits.train_list, digits.val_list, out=out / "models" / "teacher.pdparams",
                         input_size=config.input_size, epochs=config.teacher_epochs, lr=config.teacher_lr,
                         seed=config.seed, checkpoint_dir=out / "work" / "teacher", progress=progress)
     step("train teacher", began, f"{config.teacher}, {config.teacher_epochs} epoch(s): val top-1 "
                                  f"{teacher.val['top1']:.3f}")
 
     began = time.perf_counter()
-    student = api.distill(config.student, digits.train_list, digits.val_list, teacher=config.teacher,
+    student = distill_zoo_model(config.student, digits.train_list, digits.val_list, teacher=config.teacher,
                           teacher_weights=teacher.weights, out=out / "models" / "student.pdparams",
                           input_size=config.input_size, epochs=config.student_epochs, lr=config.student_lr,
                           temperature=config.temperature, alpha=config.alpha, seed=config.seed,

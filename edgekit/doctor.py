@@ -15,6 +15,8 @@ class Check:
     ok: bool
     version: str
     detail: str = ""
+    # Optional components (the Lite toolchain, installed by the first arm-lite build) do not fail doctor.
+    optional: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,7 +57,7 @@ def _paddle_lite_toolchain() -> Check:
     st = paddle_lite.status()
     if st["installed"]:
         return Check("paddle-lite", "arm-lite / x86-lite optimizer (toolchain)", True, st["lite_version"],
-                     f"{st['source']}: {st['path']} (Python {st['python_version']})")
+                     f"{st['source']}: {st['path']} (Python {st['python_version']})", optional=True)
     return Check("paddle-lite", "arm-lite / x86-lite optimizer (toolchain)", False, "",
                  "not installed: run `edgekit toolchain install paddle-lite` (or set EDGEKIT_LITE_PYTHON); "
-                 "the first arm-lite build also installs it")
+                 "the first arm-lite build also installs it", optional=True)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from edgekit import api
 from edgekit.bench import parse_batches
 from edgekit.bench.host import host_info
-from edgekit.bench.device_timer import timed_loop
+from edgekit.portable import timed_loop
 from edgekit.bench.stats import UNSTABLE_CV, LatencyStats
 from edgekit.cli import app
 from edgekit.errors import EdgekitError

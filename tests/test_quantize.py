@@ -148,6 +148,8 @@ def onnx_route(digits_model, tmp_path_factory):
     from edgekit.zoo.cards import get_card
     import dataclasses
 
+    from edgekit.targets import adapter_for
+
     weights, ds, _ = digits_model
     work = tmp_path_factory.mktemp("route")
     program = export_legacy_program(MODEL, 10, weights, work / "paddle", SIZE)
@@ -156,8 +158,8 @@ def onnx_route(digits_model, tmp_path_factory):
     val = decode_images(open_dataset(ds.val_list), pp)
     ones = val.images[val.labels == 1][:16]
     poor = ones * 0.3 + (ones.min() * 0.7)
-    route = OnnxQDQRoute(fp32, poor, algorithm="minmax", per_channel=False, batch_size=16, runtime="onnxruntime",
-                         work=work / "int8")
+    route = OnnxQDQRoute(fp32, poor, algorithm="minmax", per_channel=False, batch_size=16,
+                         runtime=adapter_for("onnxruntime"), work=work / "int8")
     return route, fp32, val, work
 
 

@@ -251,12 +251,12 @@ def summary(report) -> dict:
             "failures": [(Path(f["path"]).name, f["reason"]) for f in r["failures"]]}
 
 
-# ---------------------------------------------------------------- the runner
+# ---------------------------------------------------------------- the device agent
 
-def test_runner_preprocessing_is_edgekits_bit_for_bit(digits):
+def test_agent_preprocessing_is_edgekits_bit_for_bit(digits):
+    from edgekit import portable
     from edgekit.data.preprocess import decode_image, preprocess
     from edgekit.data.samples import sample_photos
-    from edgekit.devices import runner as device_runner
     from edgekit.preprocessing import Preprocessing
     from edgekit.zoo.cards import get_card
 
@@ -266,24 +266,28 @@ def test_runner_preprocessing_is_edgekits_bit_for_bit(digits):
                              interpolation="bicubic", channel_order="BGR")]
     for pp in configs:
         for image in images:
-            assert np.array_equal(device_runner.preprocess(image, pp.to_dict()), preprocess(image, pp))
+            assert np.array_equal(portable.preprocess(image, pp.to_dict()), preprocess(image, pp))
     path = str(digits.root / "images" / "0007.png")
-    assert np.array_equal(device_runner.decode(path), decode_image(path))
+    assert np.array_equal(portable.decode(path), decode_image(path))
 
 
-def test_runner_is_one_self_contained_file():
-    from edgekit.devices import runner as device_runner
+@pytest.mark.parametrize("name", ["agent.py", "portable.py"])
+def test_agent_files_need_nothing_but_numpy_opencv_and_a_runtime(name):
+    from edgekit.agent_files import agent_sources
 
-    tree = ast.parse(Path(device_runner.__file__).read_text())
+    tree = ast.parse(agent_sources()[name].decode())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "the runner must not use relative imports"
+            assert node.level == 0, "the agent must not use relative imports"
             imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names)
-    assert third_party <= {"numpy", "cv2", "onnxruntime", "openvino", "paddlelite", "paddle"}, third_party
+    runtimes = {"numpy", "cv2", "onnxruntime", "openvino", "paddlelite", "paddle"}
+    # The agent imports its sibling portable.py (`edgekit.portable` only when edgekit imports the agent).
+    allowed = runtimes | {"portable", "edgekit"} if name == "agent.py" else runtimes
+    assert third_party <= allowed, third_party
 
 
 # ---------------------------------------------------------------- local validation
@@ -573,8 +577,8 @@ def test_adb_commands():
     assert transport.command_argv("echo hi") == ["adb", "-s", "R58M123ABC", "shell", "echo hi"]
     assert transport.adb_argv("push", "a", "b") == ["adb", "-s", "R58M123ABC", "push", "a", "b"]
     assert device.base == "/data/local/tmp/edgekit"
-    assert device.runner_command("probe", "onnxruntime") == (
-        f"/data/data/com.termux/files/usr/bin/python {device.runner_path} probe onnxruntime")
+    assert device.agent_command("probe", "onnxruntime") == (
+        f"/data/data/com.termux/files/usr/bin/python {device.agent_path} probe onnxruntime")
     assert transport.connection_error(1, "error: device 'R58M123ABC' not found") is not None
     assert transport.connection_error(1, "/system/bin/sh: python3: not found") is None
     network = open_device("adb://192.168.1.30:5555").transport

@@ -1,41 +1,16 @@
-"""Fill the Python example app for a bundle's runtime."""
+"""The Python example app of a bundle: `predict.py` beside a copy of `edgekit/portable.py`."""
 
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
-_RUNNERS = {
-    "onnxruntime": ("onnxruntime", '''def make_runner(model_file):
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: batch})[0]'''),
-    "openvino": ("openvino", '''def make_runner(model_file):
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(model_file), "CPU")
-    return lambda batch: compiled(batch)[0]'''),
-    "paddle-inference": ("paddlepaddle", '''def make_runner(model_file):
-    from paddle import inference
-
-    config = inference.Config(str(model_file), str(model_file.with_suffix(".pdiparams")))
-    config.disable_gpu()
-    predictor = inference.create_predictor(config)
-    x = predictor.get_input_handle(predictor.get_input_names()[0])
-    y = predictor.get_output_handle(predictor.get_output_names()[0])
-
-    def run(batch):
-        x.reshape(list(batch.shape))
-        x.copy_from_cpu(batch)
-        predictor.run()
-        return y.copy_to_cpu()
-
-    return run'''),
-}
+from edgekit import portable
 
 
-def python_app(runtime: str) -> str:
-    package, runner = _RUNNERS[runtime]
+def write_python_app(app_dir: Path, runtime: str) -> None:
+    """Write `predict.py` and `portable.py` into `app_dir` for a bundle of `runtime` (a portable.RUNTIMES name)."""
     template = resources.files("edgekit.apps").joinpath("predict_py.tmpl").read_text()
-    return template.format(runtime=runtime, runtime_package=package, runner=runner)
+    install = portable.RUNTIMES[runtime][1]
+    (app_dir / "predict.py").write_text(template.format(runtime=runtime, install=install))
+    (app_dir / "portable.py").write_bytes(Path(portable.__file__).read_bytes())

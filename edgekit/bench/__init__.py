@@ -116,8 +116,7 @@ def run(targets: Sequence[str] = (), *, target: str | Sequence[str] | None = Non
     builds = [(m, t, p) for m in models for t in target_names for p in precisions]
     work = Path(tempfile.mkdtemp(prefix="edgekit-bench-build-")) if builds else None
     try:
-        from edgekit import api
-        from edgekit.build import plan_build
+        from edgekit.build import plan_build, run_build
 
         for m, t, p in builds:  # unknown targets or precisions fail before the first build starts
             plan_build(m, t, p, out=work / f"{m}-{t}-{p}", input_size=input_size, weights=weights)
@@ -126,8 +125,9 @@ def run(targets: Sequence[str] = (), *, target: str | Sequence[str] | None = Non
             name = f"{m}-{t}-{p}"
             if progress:
                 progress(f"building {name}")
-            built = api.build(m, t, p, weights=weights, out=work / name, input_size=input_size,
-                              progress=(lambda step, n=name: progress(f"building {n}: {step}")) if progress else None)
+            plan = plan_build(m, t, p, weights=weights, out=work / name, input_size=input_size)
+            built = run_build(plan, progress=(lambda step, n=name: progress(f"building {n}: {step}"))
+                              if progress else None)
             paths.append(str(built.path))
             labels.append(name)
         device_options = {"python": device_python, "work_dir": device_dir, "ssh_options": ssh_options}

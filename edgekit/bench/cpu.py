@@ -317,12 +317,12 @@ def _warnings(records: list[CpuRecord], subjects: Sequence[Subject], config: Cpu
             warnings.append(f"{r.label} batch {r.batch}: unstable, coefficient of variation {r.latency.cv:.1%} "
                             f"(> {UNSTABLE_CV:.0%}); trust the median over the mean, and try a longer --duration "
                             "on a quieter machine.")
-    runtimes = {s.runtime for s in subjects}
-    if config.precision_hint and "openvino" not in runtimes:
+    from edgekit.targets import adapter_for
+
+    hinted = [s for s in subjects if adapter_for(s.runtime).precision_hints]
+    if config.precision_hint and not hinted:
         warnings.append(f"--precision-hint {config.precision_hint} applies to OpenVINO bundles only; none was given.")
-    for s in subjects:
-        if s.runtime != "openvino":
-            continue
+    for s in hinted:
         if s.runtime_precision == "bf16" and config.precision_hint is None:
             warnings.append(f"{s.label}: OpenVINO computed in bf16, its default on this CPU (faster, slightly "
                             "different numbers); pass --precision-hint f32 for true f32.")

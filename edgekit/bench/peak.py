@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.bench.device_timer import timed_loop
+from edgekit.portable import timed_loop
+from edgekit.targets import adapter_for
 
 # 2 x 1024^3 = 2.1 GFLOP per call: long enough to time, short enough for a quick --peak.
 GEMM_SIZE = 1024
@@ -76,32 +77,17 @@ def _paddle_gemm(directory: Path, n: int) -> tuple[Path, Path]:
 
 
 def _gemm_call(runtime: str, precision: str, threads: int, work: Path, n: int):
+    """One GEMM call in `runtime`, opened through its adapter exactly as a bundle would be."""
     a = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
-    if runtime == "onnxruntime":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(_onnx_gemm(work / "gemm.onnx", n)), options,
-                                       providers=["CPUExecutionProvider"])
-        return lambda: session.run(None, {"a": a})
-    if runtime == "openvino":
-        import openvino as ov
-
-        compiled = ov.Core().compile_model(str(_onnx_gemm(work / "gemm.onnx", n)), "CPU",
-                                           {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads})
-        request = compiled.create_infer_request()
-        return lambda: request.infer([a])
-    if runtime == "paddle-inference":
-        from edgekit.runtime.backends import PaddleInferenceBackend
-
-        program, _ = _paddle_gemm(work, n)
-        backend = PaddleInferenceBackend(program, threads=threads)
-        return lambda: backend(a)
-    raise ValueError(runtime)
+    adapter = adapter_for(runtime)
+    model = _onnx_gemm(work / "gemm.onnx", n) if adapter.peak_format == "onnx" else _paddle_gemm(work, n)[0]
+    opened = adapter.open(model, threads=threads, precision_hint=precision)
+    return lambda: opened(a)
 
 
-_SUPPORTED = {"onnxruntime": ("f32",), "openvino": ("f32", "bf16"), "paddle-inference": ("f32",)}
+def _supported(runtime: str) -> tuple[str, ...]:
+    """Precisions whose GEMM peak is measured in `runtime` (int8 and f16 peaks are not measured yet)."""
+    return ("f32", *(h for h in adapter_for(runtime).precision_hints if h != "f32"))
 
 
 def peak_runtime(runtime: str) -> str:
@@ -110,7 +96,7 @@ def peak_runtime(runtime: str) -> str:
     Paddle Lite cannot load a model built here, so its bundles are compared with
     onnxruntime's peak (the record names the source).
     """
-    return "onnxruntime" if runtime == "paddle-lite" else runtime
+    return adapter_for(runtime).peak_runtime
 
 
 def measure_peak(runtime: str, precision: str, threads: int, seconds: float = 1.0,
@@ -120,9 +106,10 @@ def measure_peak(runtime: str, precision: str, threads: int, seconds: float = 1.
 
     The best run, not the median: a ceiling should not move down with the machine's noise.
     """
-    note = "stands in for paddle-lite, which cannot load a GEMM built here" if runtime == "paddle-lite" else ""
-    runtime = peak_runtime(runtime)
-    if precision not in _SUPPORTED.get(runtime, ()):
+    stand_in = peak_runtime(runtime)
+    note = f"stands in for {runtime}, which cannot load a GEMM built here" if stand_in != runtime else ""
+    runtime = stand_in
+    if precision not in _supported(runtime):
         return None
     work = Path(tempfile.mkdtemp(prefix="edgekit-peak-"))
     try:

@@ -2,7 +2,7 @@
 
 What travels: the bundle's runtime files (into the device's content-addressed
 store, as `edgekit validate` sends them; files already there are not sent
-again), `device_timer.py`, and one input .npy per batch size. The timing loop
+again), the device agent, and one input .npy per batch size. The timing loop
 runs on the device beside the runtime, in the device's own Python; only
 per-call nanoseconds come back, so neither the link nor this host is in a
 sample. Over ssh one timing process per bundle stays up for the whole run
@@ -13,7 +13,6 @@ model and warms up before it times.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import subprocess
@@ -24,14 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.bench.host import HostInfo
-from edgekit.bench.subjects import TIMER_SCRIPT, ServedSubject, Subject, actual_precision, input_batch, open_bundle
+from edgekit.bench.subjects import ServedSubject, Subject, actual_precision, input_batch, open_bundle
 from edgekit.errors import EdgekitError
+from edgekit.targets import adapter_of
 
 TIMEOUT_S = 120.0
-# Paddle Lite `arch` option -> machine names whose CPUs run those kernels.
-LITE_ARCH_MACHINES = {"armv8": ("aarch64", "arm64", "armv8l", "armv8b"),
-                      "armv7": ("aarch64", "arm64", "armv7l", "armv8l", "armv7"),
-                      "x86": ("x86_64", "amd64")}
 
 
 def _tail(text: str, chars: int = 1500) -> str:
@@ -39,7 +35,7 @@ def _tail(text: str, chars: int = 1500) -> str:
 
 
 class DeviceSession:
-    """One device for one bench call: a work dir there, the timer installed, bundles linked in."""
+    """One device for one bench call: a work dir there, the agent installed, bundles linked in."""
 
     def __init__(self, spec: str, python: str | None = None, work_dir: str | None = None,
                  ssh_options: dict[str, str] | None = None):
@@ -49,11 +45,9 @@ class DeviceSession:
         self.transport = self.device.transport
         self.address = self.transport.address
         self.transport.check()
-        timer = TIMER_SCRIPT.read_bytes()
-        self.timer_path = f"{self.device.base}/device_timer-{hashlib.sha256(timer).hexdigest()[:12]}.py"
         self.run_dir = f"{self.device.base}/runs/bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.device.install_agent()
         self.shell(f"mkdir -p {shlex.quote(self.run_dir)}", "creating the work dir")
-        self.transport.write_file(self.timer_path, timer, TIMEOUT_S)
         self.info: dict | None = None
         self._bundles = 0
 
@@ -72,10 +66,10 @@ class DeviceSession:
         return proc.stdout.decode("utf-8", "replace")
 
     def timer_command(self, *args: str) -> str:
-        return " ".join(shlex.quote(a) for a in (self.device.python, self.timer_path, *args))
+        return self.device.agent_command(*args)
 
     def probe(self, runtime: str) -> dict:
-        out = self.shell(self.timer_command("probe", runtime), f"starting {self.device.python}")
+        out = self.shell(self.timer_command("probe", runtime, "--no-images"), f"starting {self.device.python}")
         try:
             info = json.loads(out.strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError):
@@ -103,7 +97,6 @@ class DeviceSession:
             if not rel.startswith("app/"):
                 files[meta["sha256"]] = (root / rel, meta["size"])
                 names[rel] = meta["sha256"]
-        self.device.install_runner()  # the store's have/unpack helpers
         self.device.sync(files, self.run_dir, no_progress)
         self._bundles += 1
         bundle_dir = f"{self.run_dir}/bundle{self._bundles}"
@@ -130,8 +123,8 @@ class DeviceSession:
                                "inference only (drop --end-to-end).")
         runtime = manifest["target"]["runtime"]
         device = self.probe(runtime)
-        arch = manifest["target"].get("options", {}).get("arch") if runtime == "paddle-lite" else None
-        if arch and device["machine"].lower() not in LITE_ARCH_MACHINES.get(arch, ()):
+        arch = adapter_of(manifest).kernel_arch(manifest)
+        if adapter_of(manifest).why_not_on(manifest, device["machine"]):
             raise EdgekitError(f"{root} holds Paddle Lite {arch} kernels, but {self.address} has a {device['machine']} "
                                f"CPU ({device['cpu']}); bench it on a device with that instruction set.")
         threads = threads or int(device.get("cores") or 1)
@@ -156,7 +149,7 @@ class DeviceSession:
 
 
 class OnceSubject(Subject):
-    """adb: every chunk a fresh `device_timer.py once` that loads the model, warms up, then times."""
+    """adb: every chunk a fresh `agent.py once` that loads the model, warms up, then times."""
 
     def __init__(self, session: DeviceSession, root: Path, manifest: dict, label: str, model: str, threads: int,
                  hint: str, warmup: int, put_input):

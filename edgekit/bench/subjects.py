@@ -1,9 +1,10 @@
 """A bundle opened for timing: its runtime loaded, an input bound once per batch size.
 
 Two kinds: runtimes edgekit loads in this process (onnxruntime, OpenVINO,
-Paddle Inference), and runtimes in another interpreter, timed there by
-`device_timer.py`: Paddle Lite `.nb` files in the Lite toolchain's
-interpreter, and every runtime on an ssh/adb device (see remote.py).
+Paddle Inference), and runtimes in another interpreter, timed there by the
+device agent (`edgekit/agent.py serve`): Paddle Lite `.nb` files in
+the Lite toolchain's interpreter, and every runtime on an ssh/adb device
+(see remote.py). Both time with `portable.timed_loop`.
 Either way the loop times one runtime call per sample and nothing else
 (unless end-to-end was asked for).
 """
@@ -20,12 +21,11 @@ from typing import Callable
 
 import numpy as np
 
-from edgekit.bench.device_timer import timed_loop
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.errors import EdgekitError
+from edgekit.portable import timed_loop
 from edgekit.preprocessing import Preprocessing
-
-TIMER_SCRIPT = Path(__file__).with_name("device_timer.py")
+from edgekit.targets import adapter_of
 # What the runtimes' own precision labels mean, in one vocabulary.
 _PRECISION_NAMES = {"float32": "f32", "f32": "f32", "bf16": "bf16", "bfloat16": "bf16", "f16": "f16",
                     "float16": "f16", "fp32": "f32", "fp16": "f16", "int8": "int8", "i8": "int8"}
@@ -94,21 +94,17 @@ class Subject:
 
 
 class InProcessSubject(Subject):
-    """onnxruntime / OpenVINO / Paddle Inference through edgekit.runtime's backends, in this process."""
+    """A runtime this interpreter loads (onnxruntime, OpenVINO, Paddle Inference), through its adapter."""
 
     def __init__(self, root: Path, manifest: dict, label: str, threads: int, precision_hint: str | None,
                  end_to_end: bool):
-        from edgekit.runtime.backends import open_backend
-
         self.root, self.manifest, self.label, self.threads = root, manifest, label, threads
         self.runtime = manifest["target"]["runtime"]
         self.end_to_end = end_to_end
         self.notes = []
-        options = {"threads": threads}
-        if self.runtime == "openvino":
-            # None leaves OpenVINO's default (bf16 on CPUs that have it); the record says what ran.
-            options["precision_hint"] = precision_hint
-        self.backend = open_backend(self.runtime, root / manifest["artifact"]["model_file"], **options)
+        # precision_hint None leaves OpenVINO's default (bf16 on CPUs that have it); the record says what ran.
+        self.backend = adapter_of(manifest).open(root / manifest["artifact"]["model_file"], threads=threads,
+                                                 precision_hint=precision_hint)
         self.runtime_version = str(self.backend.version)
         self.runtime_precision = actual_precision(manifest, self.backend.precision, self.notes)
         self._call = None
@@ -158,7 +154,7 @@ def actual_precision(manifest: dict, reported: str, notes: list[str]) -> str:
 
 class ServedSubject(Subject):
     """A runtime in another interpreter (the Lite toolchain's, or a device's) with the timing loop
-    beside it: `device_timer.py serve`, spoken to one JSON line at a time."""
+    beside it: `agent.py serve`, spoken to one JSON line at a time."""
 
     def __init__(self, root: Path, manifest: dict, label: str, argv: list[str], threads: int,
                  put_input: Callable[[int, np.ndarray], str], env: dict | None = None, where: str = "this host",
@@ -222,26 +218,22 @@ class ServedSubject(Subject):
             self._cleanup()
 
 
-def open_lite_subject(root: Path, manifest: dict, label: str, threads: int) -> ServedSubject:
-    """An x86 `.nb` timed inside the Paddle Lite toolchain's interpreter on this host."""
-    from edgekit.toolchains import paddle_lite
+def open_helper_subject(root: Path, manifest: dict, label: str, threads: int) -> ServedSubject:
+    """A bundle timed by the agent inside the helper interpreter its adapter names (Lite: the toolchain's)."""
+    from edgekit.agent_files import local_agent
 
     model_file = root / manifest["artifact"]["model_file"]
-    foreign = set(paddle_lite.nb_info(model_file)["kernel_targets"]) - {"host", "x86", "any"}
-    if foreign:
-        raise EdgekitError(f"Bundle {root} holds {'/'.join(sorted(foreign))} kernels, which cannot run on this "
-                           "host; bench it on its device (--device adb://... or ssh://...), or bench an "
-                           "x86-lite bundle here.")
-    toolchain = paddle_lite.find(install_missing=False)
-    work = Path(tempfile.mkdtemp(prefix="edgekit-bench-lite-"))
+    python, env = adapter_of(manifest).helper_interpreter(root, model_file)
+    work = Path(tempfile.mkdtemp(prefix="edgekit-bench-helper-"))
 
     def put_input(batch: int, array: np.ndarray) -> str:
         np.save(work / f"batch{batch}.npy", array)
         return str(work / f"batch{batch}.npy")
 
-    argv = [str(toolchain.python), str(TIMER_SCRIPT), "serve", "paddle-lite", str(model_file.resolve()), str(threads)]
+    argv = [python, str(local_agent()), "serve", manifest["target"]["runtime"], str(model_file.resolve()),
+            str(threads)]
     try:
-        return ServedSubject(root, manifest, label, argv, threads, put_input, env=toolchain.environment(),
+        return ServedSubject(root, manifest, label, argv, threads, put_input, env=env,
                              cleanup=lambda: shutil.rmtree(work, ignore_errors=True))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -251,10 +243,9 @@ def open_lite_subject(root: Path, manifest: dict, label: str, threads: int) -> S
 def open_subject(path: str | Path, label: str, *, threads: int, precision_hint: str | None,
                  end_to_end: bool) -> Subject:
     root, manifest = open_bundle(path)
-    runtime = manifest["target"]["runtime"]
-    if runtime == "paddle-lite":
+    if not adapter_of(manifest).runs_in_process():
         if end_to_end:
             raise EdgekitError(f"--end-to-end needs the runtime in this process; {root} is a Paddle Lite bundle, "
                                "which runs in the Lite toolchain's own interpreter. Bench it without --end-to-end.")
-        return open_lite_subject(root, manifest, label, threads)
+        return open_helper_subject(root, manifest, label, threads)
     return InProcessSubject(root, manifest, label, threads, precision_hint, end_to_end)

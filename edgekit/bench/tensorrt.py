@@ -91,7 +91,7 @@ def _resolve_source(target: str) -> tuple[str, Path | None, int]:
         root, manifest = open_bundle(path)
         model, size = manifest["model"]["name"], int(manifest["preprocessing"]["crop"])
         onnx = None
-        if manifest["target"]["runtime"] == "onnxruntime" and manifest["target"]["precision"] == "fp32":
+        if manifest["target"]["format"] == "onnx" and manifest["target"]["precision"] == "fp32":
             onnx = root / manifest["artifact"]["model_file"]
         return model, onnx, size
     get_entry(target)  # unknown names get the zoo's did-you-mean error
@@ -130,11 +130,12 @@ def run_gpu_bench(target: str, gpu: str, precisions: Sequence[str] | None = None
     records: list[GpuRecord] = []
     try:
         if onnx is None:
-            from edgekit import api
+            from edgekit.build import plan_build, run_build
 
             if progress:
                 progress(f"exporting {model} to ONNX at {size}x{size}")
-            onnx = api.build(model, "onnx", weights=weights, out=work / "onnx", input_size=size).path / "model.onnx"
+            onnx = run_build(plan_build(model, "onnx", weights=weights, out=work / "onnx", input_size=size)).path \
+                / "model.onnx"
             if weights is None:
                 warnings.append(f"{model} was exported with random-init weights (latency does not depend on them).")
         from edgekit.export.paddle import INPUT_NAME

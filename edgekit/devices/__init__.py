@@ -3,7 +3,7 @@
     from edgekit.devices import open_device
     device = open_device("ssh://pi@192.168.1.20", python="/home/pi/venv/bin/python")
 
-`runner.py` is the self-contained script that runs on remote devices.
+What runs there is `edgekit/agent.py` beside `edgekit/portable.py`; `transport.py` reaches the device.
 """
 
 from __future__ import annotations

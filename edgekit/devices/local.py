@@ -1,32 +1,12 @@
-"""The local device: this machine, in this process, through edgekit's own runtime backends."""
+"""The local device: this machine, in this process, through the bundle's runtime adapter and `portable`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from edgekit.data.preprocess import decode_image, preprocess
-from edgekit.devices import runner
+from edgekit import portable
 from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
 from edgekit.errors import EdgekitError
-from edgekit.runtime.backends import open_backend
 from edgekit.preprocessing import Preprocessing
-
-
-def prepare_image(path: Path, pp: Preprocessing):
-    """Decode and preprocess one image; ValueError with the runner's wording when it cannot be read."""
-    if not path.is_file():
-        raise ValueError(runner.MISSING_FILE)
-    try:
-        image = decode_image(path)
-    except EdgekitError:
-        raise ValueError(runner.NOT_DECODABLE) from None
-    return preprocess(image, pp)
-
-
-def default_workers() -> int:
-    import os
-
-    return min(4, os.cpu_count() or 1)
+from edgekit.targets import adapter_of
 
 
 class _TimeLimit(Exception):
@@ -51,8 +31,10 @@ def run_pipeline(images, pp: Preprocessing, infer, batch: int, workers: int | No
             raise _TimeLimit()
 
     try:
-        runner.evaluate(total, lambda i: prepare_image(Path(images[i]), pp), infer, batch,
-                        workers or default_workers(), on_batch)
+        pp_dict = pp.to_dict()
+        # The same decode + preprocess + batch loop the device agent runs: one implementation.
+        portable.evaluate(total, lambda i: portable.preprocess(portable.decode(images[i]), pp_dict), infer, batch,
+                          workers or portable.default_workers(), on_batch)
     except KeyboardInterrupt:
         return stats, f"interrupted after {collector.done} of {total} images"
     except _TimeLimit:
@@ -72,7 +54,7 @@ class LocalDevice:
 
     def run(self, job: DeviceJob, progress: Progress = no_progress) -> DeviceRun:
         options = {"threads": job.threads} if job.threads else {}
-        backend = open_backend(job.runtime, job.model_file, **options)
+        backend = adapter_of(job.manifest).open(job.model_file, **options)
         pp = Preprocessing.from_dict(job.manifest["preprocessing"])
         collector = BatchCollector()
         stats, stopped = run_pipeline(job.images, pp, backend, job.batch, job.workers, collector, progress,
@@ -80,6 +62,6 @@ class LocalDevice:
         positions, logits = collector.arrays(job.manifest["model"]["num_classes"])
         return DeviceRun(positions=positions, logits=logits, failures=collector.failures, done=collector.done,
                          seconds=stats["seconds"], infer_seconds=stats["infer_seconds"],
-                         device={"kind": "local", "address": "local", **runner.device_info()},
+                         device={"kind": "local", "address": "local", **portable.device_info()},
                          runtime={"name": job.runtime, "version": backend.version, "precision": backend.precision},
                          partial=stopped is not None, partial_reason=stopped)

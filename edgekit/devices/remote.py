@@ -2,15 +2,15 @@
 
 The protocol, whatever the transport:
 
-1. copy the runner (one .py file) into the device's work dir and probe it:
+1. copy the agent (agent.py + portable.py) into the device's work dir and probe it:
    OS, CPU, Python, and whether numpy, OpenCV and the bundle's runtime import;
 2. send the bundle's files and the images into a content-addressed store
    (BASE/store/<sha256>), skipping what is already there;
-3. start the runner on a job file in a fresh run dir; it streams one line per
+3. start the agent on a job file in a fresh run dir; it streams one line per
    batch (logits included), so the host holds every finished batch even if
    the connection drops; after a drop, reconnect once and resume at the first
    missing batch; if that fails too, what arrived is kept and marked partial;
-4. pull the runner's result file and check it against what was streamed;
+4. pull the agent's result file and check it against what was streamed;
 5. remove the run dir (the store stays: the next run sends nothing it holds).
 """
 
@@ -22,121 +22,26 @@ import json
 import os
 import shlex
 import subprocess
-import tarfile
-import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Protocol
 
 import numpy as np
 
-from edgekit.devices import runner
+from edgekit import agent
+from edgekit.agent_files import AGENT_SCRIPT, agent_dirname, agent_sources
+from edgekit.devices.archives import send_archives
 from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
+from edgekit.devices.transport import SHORT_TIMEOUT, Transport, tail, run_command, stream_command
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
+from edgekit.targets import adapter_of
 
-RUNNER_SOURCE = Path(runner.__file__)
-SHORT_TIMEOUT = 120.0  # probe, have, small file transfers
-TAR_CHUNK_BYTES = 256 << 20  # per pushed archive where a transport cannot stream (adb)
-
-
-class Transport(Protocol):
-    address: str
-    default_dir: str
-    streams_stdin: bool
-
-    def check(self) -> None: ...
-
-    def command_argv(self, command: str) -> list[str]: ...
-
-    def write_file(self, remote_path: str, data: bytes, timeout: float) -> None: ...
-
-    def send_file(self, local_path: Path, remote_path: str, timeout: float | None) -> None: ...
-
-    def read_file(self, remote_path: str, timeout: float) -> bytes: ...
-
-    def connection_error(self, returncode: int | None, stderr: str) -> str | None: ...
-
-    def fatal_error(self, returncode: int | None, stderr: str) -> str | None: ...
-
-    def close(self) -> None: ...
-
-
-def run_command(argv: list[str], *, input: bytes | None = None, timeout: float | None = SHORT_TIMEOUT
-                ) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(argv, input=input, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(argv, None, exc.stdout or b"",
-                                           (exc.stderr or b"") + f"\n(timed out after {timeout:.0f} s)".encode())
-
-
-def stream_command(argv: list[str], on_line: Callable[[str], None], *, stall_timeout: float,
-                   timeout: float | None) -> tuple[int | None, str]:
-    """Run `argv`, handing each stdout line to `on_line`; kill it when silent for `stall_timeout` s.
-
-    Returns (exit code or None when killed, stderr tail with the reason appended).
-    """
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stderr_chunks: list[bytes] = []
-    last_output = [time.monotonic()]
-    failure: list[BaseException] = []
-
-    def read_stdout():
-        try:
-            for raw in proc.stdout:
-                last_output[0] = time.monotonic()
-                on_line(raw.decode("utf-8", "replace").rstrip("\n"))
-        except BaseException as exc:  # surfaced below, after the process is gone
-            failure.append(exc)
-            proc.kill()
-
-    def read_stderr():
-        for raw in proc.stderr:
-            stderr_chunks.append(raw)
-            del stderr_chunks[:-200]
-
-    readers = [threading.Thread(target=read_stdout, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
-    for thread in readers:
-        thread.start()
-    started = time.monotonic()
-    why_killed = None
-    try:
-        while proc.poll() is None:
-            time.sleep(0.1)
-            now = time.monotonic()
-            if now - last_output[0] > stall_timeout:
-                why_killed = f"no output for {stall_timeout:.0f} s"
-            elif timeout is not None and now - started > timeout:
-                why_killed = f"over the {timeout:.0f} s time limit"
-            if why_killed:
-                proc.kill()
-                break
-    except KeyboardInterrupt:
-        proc.kill()
-        raise
-    finally:
-        proc.wait()
-        for thread in readers:
-            thread.join(timeout=60)  # what the pipe still holds after the process ended
-    if failure:
-        raise failure[0]
-    stderr = b"".join(stderr_chunks).decode("utf-8", "replace").strip()
-    if why_killed:
-        return None, (stderr + f"\n(stopped: {why_killed})").strip()
-    return proc.returncode, stderr
-
-
-def _tail(text: str, chars: int = 1500) -> str:
-    text = text.strip()
-    return text if len(text) <= chars else "..." + text[-chars:]
 
 
 class RemoteDevice:
-    """A device reached through `transport`, running the runner with its own `python`."""
+    """A device reached through `transport`, running the agent with its own `python`."""
 
     def __init__(self, transport: Transport, python: str = "python3", work_dir: str | None = None,
                  stall_timeout: float = 600.0, timeout: float | None = None, retries: int = 1):
@@ -146,9 +51,8 @@ class RemoteDevice:
         self.stall_timeout = stall_timeout
         self.timeout = timeout
         self.retries = retries
-        runner_bytes = RUNNER_SOURCE.read_bytes()
-        self.runner_path = f"{self.base}/runner-{hashlib.sha256(runner_bytes).hexdigest()[:12]}.py"
-        self._runner_bytes = runner_bytes
+        self.agent_dir = f"{self.base}/{agent_dirname()}"
+        self.agent_path = f"{self.agent_dir}/{AGENT_SCRIPT}"
 
     @property
     def address(self) -> str:
@@ -160,9 +64,9 @@ class RemoteDevice:
 
     # ---------------------------------------------------------- commands
 
-    def runner_command(self, *args: str) -> str:
-        """The shell command that runs the runner on the device (paths relative to the login dir work)."""
-        return " ".join(shlex.quote(a) for a in (self.python, self.runner_path, *args))
+    def agent_command(self, *args: str) -> str:
+        """The shell command that runs the agent on the device (paths relative to the login dir work)."""
+        return " ".join(shlex.quote(a) for a in (self.python, self.agent_path, *args))
 
     def _shell(self, command: str, *, input: bytes | None = None, timeout: float | None = SHORT_TIMEOUT,
                what: str) -> subprocess.CompletedProcess:
@@ -180,42 +84,47 @@ class RemoteDevice:
                 raise EdgekitError(f"On {self.address}, {what} failed, twice: {dropped}.")
             if not dropped:
                 raise EdgekitError(f"On {self.address}, {what} failed (exit code {proc.returncode}):\n"
-                                   f"{_tail(stderr + proc.stdout.decode('utf-8', 'replace'))}")
+                                   f"{tail(stderr + proc.stdout.decode('utf-8', 'replace'))}")
         raise AssertionError("unreachable")
 
-    def _runner_json(self, *args: str, what: str, input: bytes | None = None, input_path: str | None = None,
+    def agent_json(self, *args: str, what: str, input: bytes | None = None, input_path: str | None = None,
                      timeout: float = SHORT_TIMEOUT):
-        """Run a runner subcommand that prints JSON; `input` goes to its stdin, or where stdin cannot
+        """Run an agent subcommand that prints JSON; `input` goes to its stdin, or where stdin cannot
         stream (adb), into `input_path` on the device, named as the last argument."""
         if input is not None and not self.transport.streams_stdin:
             self.transport.write_file(input_path, input, SHORT_TIMEOUT)
             args, input = (*args, input_path), None
-        proc = self._shell(self.runner_command(*args), what=what, input=input, timeout=timeout)
+        proc = self._shell(self.agent_command(*args), what=what, input=input, timeout=timeout)
         lines = [ln for ln in proc.stdout.decode("utf-8", "replace").splitlines() if ln.strip()]
         try:
             return json.loads(lines[-1])
         except (IndexError, json.JSONDecodeError):
             raise EdgekitError(f"On {self.address}, {what}: the runner printed no JSON "
-                               f"(is {self.python} a Python 3.8+?):\n{_tail(proc.stdout.decode())}") from None
+                               f"(is {self.python} a Python 3.8+?):\n{tail(proc.stdout.decode())}") from None
 
     # ---------------------------------------------------------- steps
 
-    def install_runner(self) -> None:
-        quoted = shlex.quote(self.runner_path)
-        mkdir = "mkdir -p " + " ".join(shlex.quote(d) for d in (self.base, self.store, f"{self.base}/runs"))
+    def install_agent(self) -> None:
+        mkdir = "mkdir -p " + " ".join(shlex.quote(d) for d in (self.base, self.store, f"{self.base}/runs",
+                                                                 self.agent_dir))
+        # The agent script goes last: its presence means the directory is complete.
+        files = sorted(agent_sources().items(), key=lambda item: item[0] == AGENT_SCRIPT)
         if self.transport.streams_stdin:
-            # Written under a temporary name: a dropped copy never leaves a truncated runner behind.
-            copy = f"cat > {quoted}.part && mv {quoted}.part {quoted}"
-            self._shell(f"{mkdir} && {{ test -f {quoted} || {{ {copy}; }}; }}", input=self._runner_bytes,
-                        what="copying the runner")
+            for name, content in files:
+                quoted = shlex.quote(f"{self.agent_dir}/{name}")
+                # Written under a temporary name: a dropped copy never leaves a truncated file behind.
+                copy = f"cat > {quoted}.part && mv {quoted}.part {quoted}"
+                self._shell(f"{mkdir} && {{ test -f {quoted} || {{ {copy}; }}; }}", input=content,
+                            what="copying the agent")
         else:
             self._shell(mkdir, what="creating the work dir")
-            self.transport.write_file(self.runner_path, self._runner_bytes, SHORT_TIMEOUT)
+            for name, content in files:
+                self.transport.write_file(f"{self.agent_dir}/{name}", content, SHORT_TIMEOUT)
 
     def probe(self, runtime: str) -> dict:
-        """Install the runner and ask the device what it is and what it has."""
-        self.install_runner()
-        proc = run_command(self.transport.command_argv(self.runner_command("probe", runtime)))
+        """Install the agent and ask the device what it is and what it has."""
+        self.install_agent()
+        proc = run_command(self.transport.command_argv(self.agent_command("probe", runtime)))
         stderr = proc.stderr.decode("utf-8", "replace")
         if proc.returncode != 0:
             fatal = self.transport.fatal_error(proc.returncode, stderr)
@@ -226,12 +135,12 @@ class RemoteDevice:
                 raise EdgekitError(f"{self.address} did not answer the probe ({dropped}).")
             raise EdgekitError(f"On {self.address}, `{self.python}` could not start the runner (exit code "
                                f"{proc.returncode}); pass the device's Python 3.8+ with --device-python:\n"
-                               f"{_tail(stderr)}")
+                               f"{tail(stderr)}")
         try:
             info = json.loads(proc.stdout.decode().strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError):
             raise EdgekitError(f"On {self.address}, the runner's probe printed no JSON:\n"
-                               f"{_tail(proc.stdout.decode() + stderr)}") from None
+                               f"{tail(proc.stdout.decode() + stderr)}") from None
         if info.get("missing"):
             raise EdgekitError(f"{self.address} cannot run this validation with {info.get('python_executable')}: "
                                f"it lacks {'; '.join(info['missing'])}. Install those into the device's Python "
@@ -241,14 +150,14 @@ class RemoteDevice:
     def sync(self, files: dict[str, tuple[Path, int]], run_dir: str, progress: Progress) -> int:
         """Make the store hold every {sha256: (local path, size)}; returns the bytes sent."""
         wanted = json.dumps([[sha, size] for sha, (_, size) in files.items()]).encode()
-        missing = self._runner_json("have", self.store, input=wanted, input_path=f"{run_dir}/wanted.json",
+        missing = self.agent_json("have", self.store, input=wanted, input_path=f"{run_dir}/wanted.json",
                                     what="checking which files the device already has")
         to_send = [(sha, *files[sha]) for sha in missing]
         total = sum(size for _, _, size in to_send)
         progress("push", 0, total, f"{len(files) - len(missing)} of {len(files)} files already on the device")
         if to_send:
-            self._send_archives(to_send, run_dir, total, progress)
-            still = self._runner_json("have", self.store, input=wanted, input_path=f"{run_dir}/wanted.json",
+            send_archives(self, to_send, run_dir, total, progress)
+            still = self.agent_json("have", self.store, input=wanted, input_path=f"{run_dir}/wanted.json",
                                       what="checking the copied files")
             if still:
                 raise EdgekitError(f"{len(still)} files did not arrive intact on {self.address} (checksum "
@@ -265,69 +174,11 @@ class RemoteDevice:
                 self._shell(f"mkdir -p {shlex.quote(os.path.dirname(remote_path))}", what="creating a directory")
             self.transport.write_file(remote_path, data, SHORT_TIMEOUT)
 
-    def _send_archives(self, to_send, run_dir: str, total: int, progress: Progress) -> None:
-        sent = 0
-
-        def write_tar(stream, items):
-            nonlocal sent
-            with tarfile.open(fileobj=stream, mode="w|") as archive:
-                for sha, path, size in items:
-                    # The content under its sha256 name; symlinks (e.g. class folders of links) are followed.
-                    with open(path, "rb") as content:
-                        info = tarfile.TarInfo(sha)
-                        info.size = os.fstat(content.fileno()).st_size
-                        info.mode = 0o644
-                        archive.addfile(info, content)
-                    sent += size
-                    progress("push", sent, total, None)
-
-        if self.transport.streams_stdin:
-            for attempt in range(self.retries + 1):
-                argv = self.transport.command_argv(self.runner_command("unpack", self.store))
-                # Output to files, not pipes: a chatty remote cannot block us while we are still writing.
-                with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-                    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err)
-                    try:
-                        write_tar(proc.stdin, to_send)
-                        proc.stdin.close()
-                    except BrokenPipeError:
-                        pass
-                    try:
-                        proc.wait(timeout=SHORT_TIMEOUT)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-                    err.seek(0)
-                    stderr = err.read().decode("utf-8", "replace")
-                if proc.returncode == 0:
-                    return
-                dropped = self.transport.connection_error(proc.returncode, stderr)
-                if not dropped or attempt == self.retries:
-                    raise EdgekitError(f"Copying files to {self.address} failed "
-                                       f"({dropped or f'exit code {proc.returncode}'}):\n{_tail(stderr)}")
-                sent = 0  # resend; files that did arrive are skipped by the checksum check afterwards
-            return
-        # Transports without a stdin stream (adb): archives of bounded size, pushed then unpacked.
-        chunk: list = []
-        chunk_bytes = 0
-        for index, item in enumerate(to_send):
-            chunk.append(item)
-            chunk_bytes += item[2]
-            if chunk_bytes >= TAR_CHUNK_BYTES or index == len(to_send) - 1:
-                with tempfile.NamedTemporaryFile(suffix=".tar") as local_tar:
-                    write_tar(local_tar, chunk)
-                    local_tar.flush()
-                    remote_tar = f"{run_dir}/incoming.tar"
-                    self.transport.send_file(Path(local_tar.name), remote_tar, None)
-                    self._runner_json("unpack", self.store, remote_tar, what="unpacking copied files",
-                                      timeout=3600)
-                chunk, chunk_bytes = [], 0
-
     def cleanup(self, run_dir: str) -> str | None:
         """Remove a run dir; the reason it could not be removed, or None."""
         proc = run_command(self.transport.command_argv(f"rm -rf {shlex.quote(run_dir)}"))
         if proc.returncode != 0:
-            return f"could not remove {run_dir} on {self.address}: {_tail(proc.stderr.decode(), 300)}"
+            return f"could not remove {run_dir} on {self.address}: {tail(proc.stderr.decode(), 300)}"
         return None
 
     # ---------------------------------------------------------- the run
@@ -342,15 +193,16 @@ class RemoteDevice:
     def _run(self, job: DeviceJob, progress: Progress) -> DeviceRun:
         runtime = job.runtime
         probe = self.probe(runtime)
-        lite_arch = job.manifest["target"]["options"].get("arch") if runtime == "paddle-lite" else None
+        adapter = adapter_of(job.manifest)
+        lite_arch = adapter.kernel_arch(job.manifest)
         machine = probe["device"]["machine"]
-        if lite_arch and machine.lower() not in runner.LITE_ARCH_MACHINES.get(lite_arch, ()):
+        if adapter.why_not_on(job.manifest, machine):
             raise EdgekitError(f"{job.bundle} holds Paddle Lite {lite_arch} kernels, but {self.address} has a "
                                f"{machine} CPU ({probe['device']['cpu']}); validate it on a device with that "
                                "instruction set.")
         model_files, images, files = self._content(job, progress)
         run_dir = f"{self.base}/runs/{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        job_spec = {"protocol": runner.PROTOCOL, "runtime": runtime, "store": self.store,
+        job_spec = {"protocol": agent.PROTOCOL, "runtime": runtime, "store": self.store,
                     "model_file": job.manifest["artifact"]["model_file"], "model_files": model_files,
                     "preprocessing": job.manifest["preprocessing"], "batch": job.batch, "threads": job.threads,
                     "workers": job.workers, "images": images, "lite_arch": lite_arch}
@@ -410,11 +262,11 @@ class RemoteDevice:
                        "digest": hashlib.sha256(), "noise": []}
 
             def on_line(line: str) -> None:
-                if not line.startswith(runner.EVENT_PREFIX):
+                if not line.startswith(agent.EVENT_PREFIX):
                     attempt["noise"] = (attempt["noise"] + [line])[-20:]  # runtime log lines, kept for errors
                     return
                 try:
-                    event = json.loads(line[len(runner.EVENT_PREFIX):])
+                    event = json.loads(line[len(agent.EVENT_PREFIX):])
                 except json.JSONDecodeError:
                     return  # a line cut by a dropped connection; its batch is redone
                 kind = event.get("event")
@@ -437,7 +289,7 @@ class RemoteDevice:
                     attempt["error"] = event["message"]
 
             argv = self.transport.command_argv(
-                self.runner_command("run", f"{run_dir}/job.json", "--start", str(start)))
+                self.agent_command("run", f"{run_dir}/job.json", "--start", str(start)))
             try:
                 returncode, stderr = stream_command(argv, on_line, stall_timeout=self.stall_timeout,
                                                     timeout=self.timeout)
@@ -466,7 +318,7 @@ class RemoteDevice:
                 continue
             why = dropped or (f"exit code {returncode}" if returncode is not None else "stopped")
             # ssh's own message is already in `dropped`; otherwise the runner's last words explain the end.
-            detail = "" if dropped else _tail(stderr + "\n" + "\n".join(attempt["noise"]), 600)
+            detail = "" if dropped else tail(stderr + "\n" + "\n".join(attempt["noise"]), 600)
             if collector.done == 0:
                 raise EdgekitError(f"Validation on {self.address} produced no results ({why})"
                                    + (f":\n{detail}" if detail else "."))

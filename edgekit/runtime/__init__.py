@@ -16,11 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
+from edgekit import portable
 from edgekit.bundle import read_manifest, verify_files
-from edgekit.data.preprocess import decode_image, preprocess_batch
+from edgekit.data.preprocess import decode_image
 from edgekit.errors import EdgekitError
-from edgekit.runtime.backends import open_backend
 from edgekit.preprocessing import Preprocessing
+from edgekit.targets import adapter_of
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,7 @@ class Prediction:
     label: str | None
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
+softmax = portable.softmax
 
 
 class Classifier:
@@ -51,7 +49,7 @@ class Classifier:
 
     def prepare(self, images: Sequence[str | Path | np.ndarray]) -> np.ndarray:
         decoded = [decode_image(i) if isinstance(i, (str, Path)) else i for i in images]
-        return preprocess_batch(decoded, self.preprocessing)
+        return portable.preprocess_batch(decoded, self.manifest["preprocessing"])
 
     def predict(self, images: Sequence[str | Path | np.ndarray], topk: int = 5) -> list[list[Prediction]]:
         """Top-k per image; images are file paths or RGB uint8 arrays."""
@@ -73,7 +71,7 @@ def load(bundle_dir: str | Path, verify: bool = True, **backend_options) -> Clas
     model_file = root / manifest["artifact"]["model_file"]
     if not model_file.is_file():
         raise EdgekitError(f"Bundle {root} names model file {model_file.name}, which is missing.")
-    backend = open_backend(manifest["target"]["runtime"], model_file, **backend_options)
+    backend = adapter_of(manifest).open(model_file, **backend_options)
     return Classifier(root, manifest, backend)
 
 

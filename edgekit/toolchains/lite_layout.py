@@ -18,7 +18,8 @@ PYTHON_ENV_VAR = "EDGEKIT_LITE_PYTHON"
 CACHE_ENV_VAR = "EDGEKIT_CACHE_DIR"
 MIRROR_ENV_VAR = "EDGEKIT_DEBIAN_MIRROR"
 MANIFEST_NAME = "toolchain.json"
-RUNNER = Path(__file__).with_name("lite_runner.py")
+# The optimizer and probe script run by the toolchain interpreter (models run through the device agent).
+OPT_SCRIPT = Path(__file__).with_name("lite_opt.py")
 
 # Progress callback for the CLI: (step description, steps done, total steps).
 Progress = Callable[[str, int, int], None]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from edgekit.errors import EdgekitError
 from edgekit.toolchains.lite_layout import (BRING_YOUR_OWN, LITE_VERSION, MANIFEST_NAME, MIRROR_ENV_VAR,
-                                            PYTHON_IN_PREFIX, RUNNER, SITE, TOOLCHAIN_DIRNAME, Progress,
+                                            PYTHON_IN_PREFIX, OPT_SCRIPT, SITE, TOOLCHAIN_DIRNAME, Progress,
                                             ToolchainInfo, managed_env, toolchain_dir)
 from edgekit.toolchains.process import run as _run
 from edgekit.toolchains.process import tail as _tail
@@ -210,7 +210,7 @@ def _build(staging: Path, report: Callable[[str, int, int], None]) -> None:
           str(staging / "prefix/usr/lib/python3.9"), str(staging / SITE)], env=env, timeout=1200, check=False)
 
     step("Checking that the toolchain imports paddlelite")
-    proc = _run([str(staging / PYTHON_IN_PREFIX), str(RUNNER), "probe"], env=env, timeout=300, check=False)
+    proc = _run([str(staging / PYTHON_IN_PREFIX), str(OPT_SCRIPT), "probe"], env=env, timeout=300, check=False)
     if proc.returncode != 0:
         raise EdgekitError(f"The freshly built Paddle Lite toolchain does not start on this machine:\n"
                            f"{_tail(proc)}\n" + BRING_YOUR_OWN)
@@ -297,7 +297,7 @@ def _install_wheel(wheel: Path, site: Path) -> None:
             if data_dir:
                 name = data_dir.group(2)
             elif re.match(r"[^/]+\.data/", name):
-                continue  # scripts/headers/data: the optimizer is driven from lite_runner.py
+                continue  # scripts/headers/data: the optimizer is driven from lite_opt.py
             if member.is_dir() or ".." in Path(name).parts or name.startswith("/"):
                 continue
             target = site / name

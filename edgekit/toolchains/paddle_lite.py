@@ -2,7 +2,7 @@
 
 The `paddlelite` wheel exists only for CPython <= 3.10 and edgekit runs on
 3.11, so the optimizer and the x86 light API run in a second interpreter, in
-a subprocess (`lite_runner.py`). Where that interpreter comes from, in order:
+a subprocess (`lite_opt.py` to optimize, the device agent to run). Where that interpreter comes from, in order:
 
 1. `EDGEKIT_LITE_PYTHON=/path/to/python`: one the user already has, with
    `pip install paddlelite==2.13rc0` done. Nothing is provisioned.
@@ -33,7 +33,7 @@ from pathlib import Path
 from edgekit.errors import EdgekitError
 # The layout's names are importable from here as before the split (tests, edgekit.build, the CLI).
 from edgekit.toolchains.lite_layout import (BRING_YOUR_OWN, CACHE_ENV_VAR, LITE_VERSION, MANIFEST_NAME,
-                                            MIRROR_ENV_VAR, PYTHON_ENV_VAR, RUNNER, TOOLCHAIN_DIRNAME, Progress,
+                                            MIRROR_ENV_VAR, PYTHON_ENV_VAR, OPT_SCRIPT, TOOLCHAIN_DIRNAME, Progress,
                                             ToolchainInfo, cache_root, toolchain_dir)
 from edgekit.toolchains.lite_provision import DEBIAN_PACKAGES, WHEELS, Pinned, managed_info
 from edgekit.toolchains.lite_provision import install as _provision
@@ -47,7 +47,7 @@ from edgekit.toolchains.process import tail as _tail
 
 __all__ = ["ToolchainInfo", "find", "status", "install", "run_opt", "nb_info", "run_nb", "cache_root",
            "toolchain_dir", "LITE_VERSION", "TOOLCHAIN_DIRNAME", "PYTHON_ENV_VAR", "CACHE_ENV_VAR", "MIRROR_ENV_VAR",
-           "MANIFEST_NAME", "RUNNER", "Progress", "Pinned", "DEBIAN_PACKAGES", "WHEELS"]
+           "MANIFEST_NAME", "OPT_SCRIPT", "Progress", "Pinned", "DEBIAN_PACKAGES", "WHEELS"]
 
 
 # ---------------------------------------------------------------- finding
@@ -100,7 +100,7 @@ def _user_python(path_text: str) -> ToolchainInfo:
             f"{PYTHON_ENV_VAR} is set to {path_text!r}, which is not an executable file. "
             f"Point it at a CPython 3.8-3.10 interpreter with paddlelite=={LITE_VERSION} installed, "
             f"or unset it to use edgekit's managed toolchain.")
-    proc = _run([str(python), str(RUNNER), "probe"], env=dict(os.environ), timeout=120, check=False)
+    proc = _run([str(python), str(OPT_SCRIPT), "probe"], env=dict(os.environ), timeout=120, check=False)
     if proc.returncode != 0:
         raise EdgekitError(
             f"{PYTHON_ENV_VAR}={path_text} cannot import paddlelite: {_tail(proc)} "
@@ -137,7 +137,7 @@ def run_opt(model_file: str | os.PathLike, params_file: str | os.PathLike, out_p
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     nb_path = out_prefix.with_name(out_prefix.name + ".nb")
     nb_path.unlink(missing_ok=True)  # so a stale file cannot pass for a fresh one
-    cmd = [str(toolchain.python), str(RUNNER), "opt", "--model-file", str(model_file.resolve()),
+    cmd = [str(toolchain.python), str(OPT_SCRIPT), "opt", "--model-file", str(model_file.resolve()),
            "--params-file", str(params_file.resolve()), "--out-prefix", str(out_prefix.resolve()),
            "--valid-places", valid_places]
     if fp16:
@@ -191,15 +191,16 @@ def _zero_version_padding(nb_path: Path) -> None:
             stream.write(b"\0" * (len(field_bytes) - end))
 
 
-def run_nb(nb_path: str | os.PathLike, inputs, toolchain: ToolchainInfo | None = None,
-           timeout: float = 600):
-    """Run an x86 `.nb` with Paddle Lite's light API on this host; returns output 0.
+def run_nb(nb_path: str | os.PathLike, batch, toolchain: ToolchainInfo | None = None, timeout: float = 600):
+    """Run an x86 `.nb` on one input batch with Paddle Lite's light API on this host; returns output 0.
 
-    `inputs` is one array or a sequence of arrays, fed to inputs 0, 1, ... in
-    order. Only `.nb` files optimized for valid place "x86" run here; ARM ones
-    need an ARM device.
+    The device agent runs it inside the toolchain's interpreter, exactly as it
+    runs a bundle on a device. Only `.nb` files optimized for valid place "x86"
+    run here; ARM ones need an ARM device.
     """
     import numpy as np
+
+    from edgekit.agent_files import local_agent
 
     nb_path = Path(nb_path)
     if not nb_path.is_file():
@@ -209,16 +210,12 @@ def run_nb(nb_path: str | os.PathLike, inputs, toolchain: ToolchainInfo | None =
         # The x86 light library does not refuse ARM kernels: it returns garbage. Refuse here.
         raise EdgekitError(f"{nb_path} holds {'/'.join(sorted(foreign))} kernels and cannot run on this host; "
                            "convert with arch='x86' to run it here, or run it on the device it was built for.")
-    arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     toolchain = toolchain or find(install_missing=True)
     with tempfile.TemporaryDirectory(prefix="edgekit-lite-run-") as tmp:
-        input_files = []
-        for index, array in enumerate(arrays):
-            input_files.append(Path(tmp) / f"input{index}.npy")
-            np.save(input_files[-1], np.ascontiguousarray(array))
-        output_file = Path(tmp) / "output.npy"
-        cmd = [str(toolchain.python), str(RUNNER), "run", "--nb", str(nb_path.resolve()),
-               "--inputs", *map(str, input_files), "--output", str(output_file)]
+        input_file, output_file = Path(tmp) / "input.npy", Path(tmp) / "output.npy"
+        np.save(input_file, np.ascontiguousarray(batch))
+        cmd = [str(toolchain.python), str(local_agent()), "infer", "paddle-lite", str(nb_path.resolve()),
+               str(input_file), str(output_file)]
         proc = _run(cmd, env=toolchain.environment(), timeout=timeout, check=False)
         if proc.returncode != 0 or not output_file.is_file():
             raise EdgekitError(

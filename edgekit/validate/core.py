@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import __version__
+from edgekit import __version__, portable
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.data.datasets import LabeledImages, open_dataset
 from edgekit.devices import open_device
 from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
-from edgekit.devices.runner import LITE_ARCH_MACHINES
 from edgekit.errors import EdgekitError
 from edgekit.validate import metrics
 from edgekit.validate.reference import Reference, open_reference, reference_bundle, source_reference
@@ -68,16 +67,16 @@ def _open_bundle(path: str | Path, option: str) -> tuple[Path, dict]:
 
 
 def _lite_arch(manifest: dict) -> str | None:
-    if manifest["target"]["runtime"] != "paddle-lite":
-        return None
-    return manifest["target"].get("options", {}).get("arch")
+    from edgekit.targets import adapter_of
+
+    return adapter_of(manifest).kernel_arch(manifest)
 
 
 def _resolve_stand_in(root: Path, manifest: dict, x86_lite, local: bool):
     """An arm-lite bundle cannot run on an x86 host; an x86-lite build of the same weights can, named as such."""
     arch = _lite_arch(manifest)
     machine = platform.machine()
-    host_runs_it = arch is None or machine.lower() in LITE_ARCH_MACHINES.get(arch, ())
+    host_runs_it = arch is None or machine.lower() in portable.LITE_ARCH_MACHINES.get(arch, ())
     if x86_lite is not None and (host_runs_it or not local):
         raise EdgekitError(f"--x86-lite stands in for an arm-lite bundle validated on this {machine} host; "
                            f"{root} {'runs here itself' if host_runs_it else 'is validated on the device'}, so "

@@ -27,19 +27,6 @@ class Reference:
     runtime: str | None = None  # bundles: their runtime; sources: "paddle" or "paddle-inference"
 
 
-def _host_can_run(manifest: dict) -> str | None:
-    """Why the host cannot run this bundle, or None."""
-    import platform
-
-    from edgekit.devices.runner import LITE_ARCH_MACHINES
-
-    arch = manifest["target"].get("options", {}).get("arch")
-    if manifest["target"]["runtime"] == "paddle-lite" and arch:
-        if platform.machine().lower() not in LITE_ARCH_MACHINES.get(arch, ()):
-            return f"it holds Paddle Lite {arch} kernels and this host is {platform.machine()}"
-    return None
-
-
 def reference_bundle(path: str | Path, candidate: dict) -> Reference:
     root = Path(path)
     if not root.is_dir():
@@ -50,7 +37,9 @@ def reference_bundle(path: str | Path, candidate: dict) -> Reference:
     if classes != candidate["model"]["num_classes"]:
         raise EdgekitError(f"--reference {root} has {classes} classes but the bundle has "
                            f"{candidate['model']['num_classes']}; a reference must classify the same classes.")
-    why_not = _host_can_run(manifest)
+    from edgekit.targets import adapter_of
+
+    why_not = adapter_of(manifest).why_not_on(manifest)
     if why_not:
         raise EdgekitError(f"--reference {root} cannot run on this host: {why_not}. Use an onnx, openvino, "
                            "paddle or x86-lite build of the same model as the reference.")
@@ -94,10 +83,10 @@ def open_reference(reference: Reference, model_name: str, threads: int | None) -
 
         options = {"threads": threads} if threads else {}
         return load(reference.path, verify=False, **options).backend
-    if reference.runtime == "paddle-inference":
-        from edgekit.runtime.backends import open_backend
+    if reference.path.suffix in (".pdmodel", ".json"):  # an inference program, not training weights
+        from edgekit.targets import source_adapter
 
-        return open_backend("paddle-inference", reference.path, threads=threads)
+        return source_adapter().open(reference.path, threads=threads)
     import paddle
 
     from edgekit.zoo import create_model

@@ -1,8 +1,9 @@
 """Runs inside the Paddle Lite toolchain interpreter (CPython 3.8-3.10), never in edgekit's.
 
-edgekit starts it as a script (`python lite_runner.py probe|opt|run ...`) because
-the paddlelite wheel exists only for old Pythons. Keep it standard-library only
-(plus numpy for `run`) and free of edgekit imports.
+edgekit starts it as a script (`python lite_opt.py probe|opt ...`) because the
+paddlelite wheel exists only for old Pythons. Keep it standard-library only and
+free of edgekit imports. Models themselves run through the device agent
+(`edgekit/agent.py infer|serve`), as on any device.
 """
 
 import argparse
@@ -45,21 +46,8 @@ def opt(args):
     optimizer.run()
 
 
-def run(args):
-    import numpy as np
-    import paddlelite.lite as lite
-
-    config = lite.MobileConfig()
-    config.set_model_from_file(args.nb)
-    predictor = lite.create_paddle_predictor(config)
-    for index, path in enumerate(args.inputs):
-        predictor.get_input(index).from_numpy(np.ascontiguousarray(np.load(path)))
-    predictor.run()
-    np.save(args.output, predictor.get_output(0).numpy())
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="lite_runner")
+    parser = argparse.ArgumentParser(prog="lite_opt")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("probe").set_defaults(func=probe)
 
@@ -71,12 +59,6 @@ def main(argv=None):
     opt_parser.add_argument("--fp16", action="store_true")
     opt_parser.add_argument("--weight-quant", choices=["QUANT_INT8", "QUANT_INT16"])
     opt_parser.set_defaults(func=opt)
-
-    run_parser = commands.add_parser("run")
-    run_parser.add_argument("--nb", required=True)
-    run_parser.add_argument("--inputs", nargs="+", required=True)
-    run_parser.add_argument("--output", required=True)
-    run_parser.set_defaults(func=run)
 
     args = parser.parse_args(argv)
     args.func(args)
