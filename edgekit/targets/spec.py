@@ -52,10 +52,15 @@ class Target(BaseModel):
                 known = ", ".join(self.options) or "none"
                 raise EdgekitError(f"Target {self.name!r} has no option {key!r} (its options: {known}).")
             spec = self.options[key]
-            value = type(spec.default)(raw) if not isinstance(raw, type(spec.default)) else raw
-            if spec.choices is not None and value not in spec.choices:
+            try:
+                value = type(spec.default)(raw) if not isinstance(raw, type(spec.default)) else raw
+            except ValueError:  # e.g. opset=abc: not a number at all
+                value = None
+            if value is None or (spec.choices is not None and value not in spec.choices):
+                expected = (f"one of {', '.join(map(str, spec.choices))}" if spec.choices is not None
+                            else f"a {type(spec.default).__name__}")
                 raise EdgekitError(f"Option {key}={raw!r} is not valid for target {self.name!r}: "
-                                   f"expected one of {', '.join(map(str, spec.choices))}.")
+                                   f"expected {expected}.")
             resolved[key] = value
         return resolved
 
