@@ -1,16 +1,16 @@
 """The seeds' deployment route against edgekit's best CPU artifact, in one interleaved run (a benchmark).
 
     .venv/bin/python benchmarks/paddle_vs_best_cpu.py [--models ResNet50,EfficientNetB0_small]
-        [--batch 1,4] [--duration 6] [--precision-hint f32] [--json out.json] [--plot out.png]
+        [--batch 1,4] [--duration 6] [--precision-hint f32|bf16|default] [--json out.json] [--plot out.png]
 
 The seeds' route is Paddle Inference, FP32, oneDNN (edgekit's `paddle` target
 runs exactly that). edgekit's CPU artifacts are the onnx and openvino bundles
 (FP32 builds; fp16 OpenVINO IR stores fp16 weights but computes in f32 or
 bf16). Per model, every bundle is measured in one `edgekit bench` call,
 interleaved round by round, and the best one (lowest median latency at each
-batch) is set against Paddle Inference. OpenVINO runs at its own default
-precision unless --precision-hint f32 (bf16 on CPUs that have it; the table
-says which ran).
+batch) is set against Paddle Inference. OpenVINO computes in true f32, as
+everywhere edgekit runs a bundle, unless --precision-hint bf16 or default
+(OpenVINO's own: bf16 on CPUs that have it); the table says which ran.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=6.0, help="timed seconds per bundle and batch")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--precision-hint", choices=["f32", "bf16"])
+    parser.add_argument("--precision-hint", choices=["f32", "bf16", "default"])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()

@@ -94,8 +94,10 @@ def _open_paddle_inference(model_path, threads, precision_hint):
     model_path = str(model_path)
     config = inference.Config(model_path, os.path.splitext(model_path)[0] + ".pdiparams")
     config.disable_gpu()
-    config.enable_mkldnn()
-    config.set_cpu_math_library_num_threads(threads or 2)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        config.enable_mkldnn()  # oneDNN kernels exist for x86 only
+    # Like onnxruntime's and OpenVINO's defaults: every CPU this process may use.
+    config.set_cpu_math_library_num_threads(threads or usable_cpus())
     config.disable_glog_info()
     predictor = inference.create_predictor(config)
     x = predictor.get_input_handle(predictor.get_input_names()[0])
@@ -167,6 +169,13 @@ def runtime_version(runtime):
 
 
 # ------------------------------------------------------------------ the machine
+
+def usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
 
 def cpu_model():
     try:

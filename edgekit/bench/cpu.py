@@ -16,6 +16,7 @@ from edgekit.bench.host import HostInfo, host_info, usable_cpus
 from edgekit.bench.records import BenchReport, Chunk, CpuRecord
 from edgekit.bench.stats import UNSTABLE_CV, LatencyStats, images_per_second
 from edgekit.bench.subjects import Subject, open_subject
+from edgekit import portable
 from edgekit.errors import EdgekitError
 
 Progress = Callable[[str], None]
@@ -37,7 +38,9 @@ class CpuBenchConfig:
     # Pause between two bundles' chunks: runtimes' worker threads keep spinning after a call
     # (Intel OpenMP in Paddle for 200 ms by default) and would steal cores from the next bundle.
     settle_s: float = 0.2
-    precision_hint: str | None = None  # OpenVINO only; None keeps OpenVINO's default
+    # OpenVINO only, as given: None (not given) is f32, as everywhere edgekit runs a bundle; "default"
+    # leaves OpenVINO's own choice (bf16 on CPUs that have it).
+    precision_hint: str | None = None
     end_to_end: bool = False
     peak: bool = False
     device: str = "local"
@@ -58,9 +61,10 @@ class CpuBenchConfig:
             raise EdgekitError(f"settle_s {self.settle_s}: expected 0 or more seconds.")
         if self.rounds < 1:
             raise EdgekitError(f"--rounds {self.rounds}: expected 1 or more rounds.")
-        if self.precision_hint is not None and self.precision_hint not in PRECISION_HINTS:
+        if self.precision_hint is not None and self.precision_hint not in (*PRECISION_HINTS, "default"):
             raise EdgekitError(f"--precision-hint {self.precision_hint!r}: expected one of "
-                               f"{', '.join(PRECISION_HINTS)} (OpenVINO's INFERENCE_PRECISION_HINT).")
+                               f"{', '.join(PRECISION_HINTS)} (OpenVINO's INFERENCE_PRECISION_HINT), or default "
+                               "(OpenVINO's own choice: bf16 on CPUs that have it).")
         iterations, duration = self.iterations, self.duration_s
         if iterations is None and duration is None:
             iterations, duration = DEFAULT_ITERATIONS, DEFAULT_DURATION_S
@@ -72,8 +76,14 @@ class CpuBenchConfig:
                               precision_hint=self.precision_hint, end_to_end=self.end_to_end, peak=self.peak,
                               device=self.device)
 
+    def runtime_hint(self) -> str | None:
+        """What OpenVINO is asked for: the given hint, f32 when none was given, None for "default"."""
+        if self.precision_hint is None:
+            return portable.OPENVINO_PRECISION_HINT
+        return None if self.precision_hint == "default" else self.precision_hint
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "batches": list(self.batches)}
+        return {**asdict(self), "batches": list(self.batches), "openvino_precision_hint": self.runtime_hint()}
 
 
 def parse_batches(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -181,11 +191,11 @@ def run_cpu_bench(bundles: Sequence[str], config: CpuBenchConfig, labels: Sequen
                 progress(f"loading {label}")
             if session:
                 subjects.append(session.open_subject(path, label, threads=config.threads, warmup=config.warmup,
-                                                     precision_hint=config.precision_hint,
+                                                     precision_hint=config.runtime_hint(),
                                                      end_to_end=config.end_to_end))
             else:
                 subjects.append(open_subject(path, label, threads=config.threads or usable_cpus(),
-                                             precision_hint=config.precision_hint, end_to_end=config.end_to_end))
+                                             precision_hint=config.runtime_hint(), end_to_end=config.end_to_end))
         host = session.host_info() if session else host_info()
         config = replace(config, threads=config.threads or host.cpus_usable)
         flops = _flops(subjects, progress)
@@ -323,7 +333,7 @@ def _warnings(records: list[CpuRecord], subjects: Sequence[Subject], config: Cpu
     if config.precision_hint and not hinted:
         warnings.append(f"--precision-hint {config.precision_hint} applies to OpenVINO bundles only; none was given.")
     for s in hinted:
-        if s.runtime_precision == "bf16" and config.precision_hint is None:
+        if s.runtime_precision == "bf16" and config.precision_hint == "default":
             warnings.append(f"{s.label}: OpenVINO computed in bf16, its default on this CPU (faster, slightly "
                             "different numbers); pass --precision-hint f32 for true f32.")
         if s.runtime_precision == "bf16" and host.isa_flags and not host.has_bf16:

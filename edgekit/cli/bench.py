@@ -37,8 +37,9 @@ def bench(
                                                          "runtime [default: python3]."),
     device_dir: Optional[str] = options.device_dir("Work dir on the device [as edgekit validate]."),
     ssh_option: List[str] = options.ssh_option("Extra ssh -o KEY=VALUE (repeatable)."),
-    precision_hint: Optional[str] = typer.Option(None, help="OpenVINO compute precision, f32 or bf16 [default: "
-                                                            "OpenVINO's own, bf16 on CPUs that have it]."),
+    precision_hint: Optional[str] = typer.Option(None, help="OpenVINO compute precision: f32 (the default, as in "
+                                                            "build, validate and apps), bf16, or default "
+                                                            "(OpenVINO's own: bf16 on CPUs that have it)."),
     end_to_end: bool = typer.Option(False, help="Time decode + preprocess + inference + top-k per call."),
     peak: bool = typer.Option(False, help="Also measure this machine's GEMM peak in each runtime and precision."),
     gpu: Optional[str] = typer.Option(None, help="TensorRT on the GPU against the seed's table: t4 or v100."),
