@@ -71,7 +71,7 @@ def trained_weights(name: str, work: Path) -> Path:
 
 def decoded(list_file: Path, name: str, size: int):
     from edgekit.data.datasets import open_dataset
-    from edgekit.training.data import decode_images
+    from edgekit.training.decoded import decode_images
 
     d = decode_images(open_dataset(list_file), _preprocessing(name, size))
     return d.images, d.labels
@@ -255,7 +255,7 @@ def resnet50(work: Path) -> list[dict]:
     from edgekit.export.onnx import paddle2onnx
     from edgekit.export.openvino import onnx2openvino
     from edgekit.export.paddle import export_legacy_program
-    from edgekit.training.data import decode_images
+    from edgekit.training.decoded import decode_images
     from edgekit.zoo import create_model
     from edgekit.zoo.cards import get_card
 

@@ -284,12 +284,9 @@ def write_plot(result: DemoResult) -> Path:
 
 
 def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "CPU"
+    from edgekit.portable import cpu_model
+
+    return cpu_model()
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -203,6 +203,17 @@ def _android_model():
     return out.strip() or None
 
 
+def cpu_flags():
+    """The CPU's feature flags (x86 `flags`, ARM `Features`), as a set; empty where /proc/cpuinfo is absent."""
+    try:
+        with open("/proc/cpuinfo") as stream:
+            text = stream.read()
+    except OSError:
+        return set()
+    match = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", text, re.MULTILINE)
+    return set(match.group(1).split()) if match else set()
+
+
 def device_info():
     """Where this runs: OS, CPU architecture and model, cores, Python."""
     info = {"hostname": platform.node(), "system": platform.system(), "release": platform.release(),

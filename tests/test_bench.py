@@ -404,7 +404,7 @@ def test_trtexec_failure_output_is_an_error_not_a_number():
 
 def test_gpu_record_sets_measured_beside_the_seed():
     from edgekit.bench.tensorrt import GpuRecord, parse_trtexec_output
-    from edgekit.bench.reference import reference_ms
+    from edgekit.bench.published import reference_ms
 
     m = parse_trtexec_output(TRTEXEC_LOG)
     ref = reference_ms("ResNet50", "t4", "fp16", 1)
@@ -423,7 +423,7 @@ def test_gpu_report_views_render(tmp_path):
     from rich.console import Console
 
     from edgekit.bench.records import BenchReport
-    from edgekit.bench.reference import reference_ms, reference_rows
+    from edgekit.bench.published import reference_ms, reference_rows
     from edgekit.bench.tensorrt import GpuRecord, parse_trtexec_output
     from edgekit.bench.views import tables, write_csv, write_plot
 

@@ -144,7 +144,7 @@ def onnx_route(digits_model, tmp_path_factory):
     from edgekit.data.datasets import open_dataset
     from edgekit.export.onnx import paddle2onnx
     from edgekit.export.paddle import export_legacy_program
-    from edgekit.training.data import decode_images
+    from edgekit.training.decoded import decode_images
     from edgekit.zoo.cards import get_card
     import dataclasses
 
@@ -220,7 +220,7 @@ def test_qat_int8_paddle_bundle(digits_model, tmp_path):
 def test_undecodable_images_are_counted_and_skipped(digits_model, tmp_path):
     import dataclasses
 
-    from edgekit.compress.data import load_compression_data, open_calibration_set, plan_split
+    from edgekit.compress.calibration import load_compression_data, open_calibration_set, plan_split
     from edgekit.zoo.cards import get_card
 
     _, ds, calib = digits_model

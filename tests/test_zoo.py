@@ -12,7 +12,7 @@ from edgekit.cli import app
 from edgekit.errors import EdgekitError
 from edgekit.zoo import create_model, get_entry, list_models
 from edgekit.zoo.cards import card_names, get_card
-from edgekit.zoo.stats import count_flops, count_trainable_params
+from edgekit.zoo.counts import count_flops, count_trainable_params
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 runner = CliRunner()

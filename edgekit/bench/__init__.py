@@ -59,7 +59,7 @@ def _classify(targets: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def reference_report(targets: Sequence[str] = (), gpu: str | None = None) -> BenchReport:
     """The seed pages' TensorRT tables for these models (or bundles' models; every zoo model when empty)."""
-    from edgekit.bench.reference import reference_rows
+    from edgekit.bench.published import reference_rows
     from edgekit.bench.subjects import open_bundle
 
     bundles, models = _classify(targets)

@@ -181,7 +181,7 @@ def run_cpu_bench(bundles: Sequence[str], config: CpuBenchConfig, labels: Sequen
     subjects: list[Subject] = []
     try:
         if config.device != "local":
-            from edgekit.bench.remote import DeviceSession
+            from edgekit.bench.on_device import DeviceSession
 
             if progress:
                 progress(f"connecting to {config.device}")

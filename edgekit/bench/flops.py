@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from edgekit.zoo.stats import FLOPS_CONVENTION
+from edgekit.zoo.counts import FLOPS_CONVENTION
 
 
 @lru_cache(maxsize=32)
@@ -23,7 +23,7 @@ def flops_per_image(model: str, num_classes: int, input_size: int) -> tuple[floa
     import paddle
 
     from edgekit.zoo import create_model
-    from edgekit.zoo.stats import count_flops
+    from edgekit.zoo.counts import count_flops
 
     with paddle.utils.unique_name.guard():
         network = create_model(model, num_classes=num_classes)

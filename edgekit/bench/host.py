@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+
+from edgekit import portable
 
 # CPU flags that decide which kernels runtimes pick (and OpenVINO's default precision).
 _INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimd", "fphp",
@@ -33,33 +34,13 @@ class HostInfo:
         return {**asdict(self), "isa_flags": list(self.isa_flags), "has_bf16": self.has_bf16}
 
 
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-@lru_cache(maxsize=1)
-def _cpuinfo() -> tuple[str, tuple[str, ...]]:
-    model, flags = "", ()
-    try:
-        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
-    except OSError:
-        return platform.processor() or platform.machine(), ()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and not model:
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            present = set(value.split())
-            flags = tuple(f for f in _INTERESTING_FLAGS if f in present)
-    return model or platform.processor() or platform.machine(), flags
+usable_cpus = portable.usable_cpus
 
 
 def host_info() -> HostInfo:
-    model, flags = _cpuinfo()
+    model = portable.cpu_model()
+    present = portable.cpu_flags()
+    flags = tuple(f for f in _INTERESTING_FLAGS if f in present)
     try:
         load = round(os.getloadavg()[0], 2)
     except OSError:

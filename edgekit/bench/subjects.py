@@ -4,7 +4,7 @@ Two kinds: runtimes edgekit loads in this process (onnxruntime, OpenVINO,
 Paddle Inference), and runtimes in another interpreter, timed there by the
 device agent (`edgekit/agent.py serve`): Paddle Lite `.nb` files in
 the Lite toolchain's interpreter, and every runtime on an ssh/adb device
-(see remote.py). Both time with `portable.timed_loop`.
+(see on_device.py). Both time with `portable.timed_loop`.
 Either way the loop times one runtime call per sample and nothing else
 (unless end-to-end was asked for).
 """

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from edgekit.bench.records import BenchReport
-from edgekit.bench.reference import GpuProfile, gpu_profile, reference_ms
+from edgekit.bench.published import GpuProfile, gpu_profile, reference_ms
 from edgekit.bench.tensorrt_python import python_api_engine, python_api_measure
 from edgekit.bench.tensorrt_timing import TimingSummary, TrtMeasurement
 from edgekit.bench.tensorrt_tools import (CONTAINER_TRTEXEC, GpuTools, check_gpu_tools, detect_gpus, find_trtexec,
@@ -112,7 +112,7 @@ def run_gpu_bench(target: str, gpu: str, precisions: Sequence[str] | None = None
             raise EdgekitError(f"--precision {p!r}: the TensorRT path measures {', '.join(GPU_PRECISIONS)}.")
     model, onnx, size = _resolve_source(target)
     tools = check_gpu_tools()  # before any export: say what is missing at once
-    from edgekit.bench.reference import reference_rows
+    from edgekit.bench.published import reference_rows
     from edgekit.zoo.cards import get_card
 
     card = get_card(model)

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from edgekit.bench.records import BenchReport
-from edgekit.bench.reference import REFERENCE_BATCHES
+from edgekit.bench.published import REFERENCE_BATCHES
 
 
 def _ms(value, digits: int = 2) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.compress.data import (CompressionData, SplitPlan, load_compression_data, open_calibration_set,
+from edgekit.compress.calibration import (CompressionData, SplitPlan, load_compression_data, open_calibration_set,
                                    plan_split)
 from edgekit.compress.passes import PassContext
 from edgekit.compress.recipes import Recipe, get_recipe, recipe_for_precision, with_overrides

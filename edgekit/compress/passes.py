@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgekit.compress.data import CompressionData
+from edgekit.compress.calibration import CompressionData
 # The distill pass's own fields and checks (teacher in the zoo, class count) are the recipe's.
 from edgekit.compress.distill import DistillPass
 from edgekit.compress.routes import Calibration
@@ -204,7 +204,7 @@ class DistillParams(PassParams, DistillPass):
     def train(self, ctx: PassContext) -> dict:
         import paddle
 
-        from edgekit.training.data import DecodedImages
+        from edgekit.training.decoded import DecodedImages
 
         ctx.say(f"distill from {self.teacher} ({self.epochs} epochs)")
         start = time.perf_counter()

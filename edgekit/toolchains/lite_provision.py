@@ -11,7 +11,6 @@ in its manifest so a later `install()` re-verifies it offline.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import EdgekitError
+from edgekit.hashing import file_sha256
 from edgekit.toolchains.lite_layout import (BRING_YOUR_OWN, LITE_VERSION, MANIFEST_NAME, MIRROR_ENV_VAR,
                                             PYTHON_IN_PREFIX, OPT_SCRIPT, SITE, TOOLCHAIN_DIRNAME, Progress,
                                             ToolchainInfo, managed_env, toolchain_dir)
@@ -307,7 +307,7 @@ def _install_wheel(wheel: Path, site: Path) -> None:
 
 
 def _check_sha256(path: Path, pin: Pinned) -> None:
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != pin.sha256:
         raise EdgekitError(f"{path.name} does not match its pinned checksum (sha256 {actual}, "
                            f"expected {pin.sha256}); refusing to use it.")
@@ -325,7 +325,7 @@ def record_files(root: Path) -> dict[str, str]:
         if path.is_symlink():
             record[relative] = f"link:{os.readlink(path)}"
         elif path.is_file():
-            record[relative] = _sha256(path)
+            record[relative] = file_sha256(path)
     return record
 
 
@@ -339,18 +339,10 @@ def verify(root: Path) -> str | None:
         if expected.startswith("link:"):
             ok = path.is_symlink() and f"link:{os.readlink(path)}" == expected
         else:
-            ok = path.is_file() and not path.is_symlink() and _sha256(path) == expected
+            ok = path.is_file() and not path.is_symlink() and file_sha256(path) == expected
         if not ok:
             return f"{relative} is missing or modified"
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextmanager

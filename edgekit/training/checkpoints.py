@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import EdgekitError
-from edgekit.training.data import DecodedImages
+from edgekit.training.decoded import DecodedImages
 from edgekit.training.losses import LossFn, loss_name
 
 CHECKPOINT_PREFIX = "epoch-"

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from edgekit.data.datasets import LabeledImages
 from edgekit.errors import EdgekitError
 from edgekit.preprocessing import Preprocessing
-from edgekit.training.data import UNLABELED, DecodedImages, decode_images
+from edgekit.training.decoded import UNLABELED, DecodedImages, decode_images
 from edgekit.training.evaluation import evaluate, predict_logits
 from edgekit.training.losses import masked_cross_entropy
 from edgekit.training.records import EpochRecord, TrainResult

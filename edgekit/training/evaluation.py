@@ -6,7 +6,7 @@ import numpy as np
 
 from edgekit.data.datasets import LabeledImages
 from edgekit.preprocessing import Preprocessing
-from edgekit.training.data import UNLABELED, DecodedImages, decode_images
+from edgekit.training.decoded import UNLABELED, DecodedImages, decode_images
 
 
 def predict_logits(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:

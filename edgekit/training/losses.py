@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from edgekit.training.data import UNLABELED
+from edgekit.training.decoded import UNLABELED
 
 # (logits, labels, images) -> scalar loss tensor. Labels may hold UNLABELED (-1) entries.
 LossFn = Callable[[Any, Any, Any], Any]

@@ -5,7 +5,7 @@
     print(result.best_val_top1, evaluate(model, val, pp))
 
 Made for small sets (digits: 1,797 images): images are decoded and
-preprocessed once into memory (edgekit.training.data). Adam with a cosine
+preprocessed once into memory (edgekit.training.decoded). Adam with a cosine
 learning-rate decay per step; `loss_fn=None` is cross-entropy on the labels,
 distillation and QAT pass their own `loss_fn(logits, labels, images) -> loss`.
 
@@ -39,7 +39,7 @@ from edgekit.errors import EdgekitError
 from edgekit.preprocessing import Preprocessing
 from edgekit.training.checkpoints import (complete_checkpoints, load_checkpoint, run_settings, save_best,
                                           save_checkpoint)
-from edgekit.training.data import UNLABELED, DecodedImages, decode_images
+from edgekit.training.decoded import UNLABELED, DecodedImages, decode_images
 from edgekit.training.evaluation import evaluate, predict_logits, topk_accuracy
 from edgekit.training.losses import LossFn, cross_entropy_loss, masked_cross_entropy
 from edgekit.training.records import EpochRecord, TrainResult

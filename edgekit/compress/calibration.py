@@ -74,7 +74,7 @@ class CompressionData:
 def load_compression_data(data: LabeledImages, split: SplitPlan, preprocessing: Preprocessing, num_classes: int,
                           *, seed: int = 0, option: str = "--calib") -> CompressionData:
     """Decode the split; undecodable images are skipped and counted (the split shrinks accordingly)."""
-    from edgekit.training.data import decode_images
+    from edgekit.training.decoded import decode_images
 
     data.check_labels(num_classes)
     order = np.random.default_rng(seed).permutation(len(data))
