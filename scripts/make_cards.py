@@ -155,7 +155,7 @@ def parse_seeds(seeds: Path) -> dict:
 
 def compute_stats(cards: dict) -> None:
     sys.path.insert(0, str(CARDS.parents[2]))
-    from edgekit.zoo.stats import measure
+    from edgekit.zoo.counts import measure
 
     for i, name in enumerate(cards, 1):
         stats = measure(name, cards[name]["crop_size"])
