@@ -35,9 +35,7 @@ class Conversion:
 
 
 class RuntimeAdapter:
-    runtime: ClassVar[str]
-    # What `pip install` brings the runtime (messages, app docs).
-    package: ClassVar[str]
+    runtime: ClassVar[str]  # a portable.RUNTIMES name (its install hint lives there too)
     # Precision hints the runtime takes (OpenVINO: f32 / bf16); empty: it computes as stored.
     precision_hints: ClassVar[tuple[str, ...]] = ()
     # Format of the GEMM that stands for this runtime's compute peak ("onnx", "paddle"), and in which runtime.

@@ -17,7 +17,6 @@ from edgekit.targets.paddle import paddleslim_route
 
 class PaddleLiteAdapter(RuntimeAdapter):
     runtime = "paddle-lite"
-    package = "paddlelite==2.13rc0"
     # Lite cannot load a GEMM built here; onnxruntime's peak stands in (the record says so).
     peak_format = "onnx"
     peak_runtime = "onnxruntime"

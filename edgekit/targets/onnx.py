@@ -37,7 +37,6 @@ def qdq_route(fp32_onnx: Path, calibration, work: Path, runtime: RuntimeAdapter,
 
 class OnnxRuntimeAdapter(RuntimeAdapter):
     runtime = "onnxruntime"
-    package = "onnxruntime"
     peak_format = "onnx"
     peak_runtime = "onnxruntime"
 

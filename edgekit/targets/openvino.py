@@ -31,7 +31,6 @@ def qdq_to_ir(onnx_file: Path, dst_dir: Path) -> Path:
 
 class OpenVINOAdapter(RuntimeAdapter):
     runtime = "openvino"
-    package = "openvino"
     precision_hints = ("f32", "bf16")
     peak_format = "onnx"
     peak_runtime = "openvino"

@@ -28,7 +28,6 @@ def paddleslim_route(conv: Conversion, program: Path, calibration, learned_progr
 
 class PaddleInferenceAdapter(RuntimeAdapter):
     runtime = "paddle-inference"
-    package = "paddlepaddle"
     peak_format = "paddle"
     peak_runtime = "paddle-inference"
 
