@@ -120,3 +120,21 @@ def test_every_pass_refuses_unknown_keys(kind):
 
     with pytest.raises(ValidationError, match="no_such_key"):
         PASS_PARAMS[kind].model_validate({"no_such_key": 1})
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "paddle-inference"])
+def test_a_runtime_that_does_not_import_is_a_clear_error(runtime, tmp_path):
+    """In a fresh interpreter where the runtime's module cannot be imported (sys.modules entry None)."""
+    import subprocess
+    import sys
+
+    from edgekit import portable
+
+    module = portable.RUNTIMES[runtime][0]
+    code = (f"import sys; sys.modules[{module.split('.')[0]!r}] = None\n"
+            "from edgekit.errors import EdgekitError\nfrom edgekit.targets import adapter_for\n"
+            f"try:\n    adapter_for({runtime!r}).open({str(tmp_path / 'model')!r})\n"
+            "except EdgekitError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"needs the {runtime} runtime" in out.stdout and portable.RUNTIMES[runtime][1] in out.stdout

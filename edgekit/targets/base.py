@@ -58,7 +58,12 @@ class RuntimeAdapter:
     def open(self, model_file: Path, threads: int | None = None,
              precision_hint: str | None = portable.OPENVINO_PRECISION_HINT) -> portable.Runtime:
         """The model opened on this host, configured as everywhere else edgekit runs it."""
-        return portable.open_runtime(self.runtime, model_file, threads, precision_hint)
+        try:
+            return portable.open_runtime(self.runtime, model_file, threads, precision_hint)
+        except ImportError as exc:  # portable stays free of edgekit's errors; the library says what to install
+            install = portable.RUNTIMES[self.runtime][1]
+            raise EdgekitError(f"This bundle needs the {self.runtime} runtime, which does not import here ({exc}): "
+                               f"`{install}`.") from None
 
     def helper_interpreter(self, root: Path, model_file: Path) -> tuple[str, dict]:
         """(python, environment) of the interpreter on this host that runs the model, where this one cannot."""
