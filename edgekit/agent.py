@@ -50,7 +50,6 @@ else:  # a script beside its portable.py, on a device or in a foreign interprete
 PROTOCOL = 2
 EVENT_PREFIX = "@edgekit "
 SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
-RunnerError = portable.PortableError
 
 
 def probe(runtime: str, images: bool = True) -> dict:
@@ -114,9 +113,9 @@ def _materialize(job: dict, run_dir: str, store: str) -> str:
     for rel, sha in sorted(job["model_files"].items()):
         source = os.path.join(store, sha)
         if not os.path.isfile(source):
-            raise RunnerError("bundle file %s (sha256 %s) is not in the device store %s" % (rel, sha, store))
+            raise portable.PortableError("bundle file %s (sha256 %s) is not in the device store %s" % (rel, sha, store))
         if sha256_file(source) != sha:
-            raise RunnerError("bundle file %s no longer matches its sha256 on the device (%s); "
+            raise portable.PortableError("bundle file %s no longer matches its sha256 on the device (%s); "
                               "it was corrupted after it was copied" % (rel, source))
         target = os.path.join(run_dir, "bundle", rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -135,15 +134,15 @@ def run_job(job_path: str, start: int = 0) -> int:
     with open(job_path) as stream:
         job = json.load(stream)
     if job.get("protocol") != PROTOCOL:
-        raise RunnerError("job protocol %r, this agent speaks %d" % (job.get("protocol"), PROTOCOL))
+        raise portable.PortableError("job protocol %r, this agent speaks %d" % (job.get("protocol"), PROTOCOL))
     run_dir = os.path.dirname(os.path.abspath(job_path))
     store = job["store"]
     missing = portable.missing_requirements(job["runtime"])
     if missing:
-        raise RunnerError("this device lacks: " + "; ".join(missing))
+        raise portable.PortableError("this device lacks: " + "; ".join(missing))
     machines = portable.LITE_ARCH_MACHINES.get(job.get("lite_arch") or "")
     if machines and platform.machine().lower() not in machines:
-        raise RunnerError("the bundle holds Paddle Lite %s kernels, which do not run on this %s CPU"
+        raise portable.PortableError("the bundle holds Paddle Lite %s kernels, which do not run on this %s CPU"
                           % (job["lite_arch"], platform.machine()))
     model_path = _materialize(job, run_dir, store)
     load_start = time.perf_counter()
@@ -291,7 +290,7 @@ def main(argv=None) -> int:
                  args.iterations, args.seconds)
         else:
             infer(args.runtime, args.model, args.input, args.output)
-    except RunnerError as exc:
+    except portable.PortableError as exc:
         emit({"event": "error", "message": str(exc)})
         return 3
     except BrokenPipeError:

@@ -65,11 +65,8 @@ class DeviceSession:
             raise EdgekitError(f"On {self.address}, {what} failed ({reason}):\n{_tail(stderr)}")
         return proc.stdout.decode("utf-8", "replace")
 
-    def timer_command(self, *args: str) -> str:
-        return self.device.agent_command(*args)
-
     def probe(self, runtime: str) -> dict:
-        out = self.shell(self.timer_command("probe", runtime, "--no-images"), f"starting {self.device.python}")
+        out = self.shell(self.device.agent_command("probe", runtime, "--no-images"), f"starting {self.device.python}")
         try:
             info = json.loads(out.strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError):
@@ -123,8 +120,9 @@ class DeviceSession:
                                "inference only (drop --end-to-end).")
         runtime = manifest["target"]["runtime"]
         device = self.probe(runtime)
-        arch = adapter_of(manifest).kernel_arch(manifest)
-        if adapter_of(manifest).why_not_on(manifest, device["machine"]):
+        adapter = adapter_of(manifest)
+        arch = adapter.kernel_arch(manifest)
+        if adapter.why_not_on(manifest, device["machine"]):
             raise EdgekitError(f"{root} holds Paddle Lite {arch} kernels, but {self.address} has a {device['machine']} "
                                f"CPU ({device['cpu']}); bench it on a device with that instruction set.")
         threads = threads or int(device.get("cores") or 1)
@@ -136,7 +134,7 @@ class DeviceSession:
             return self.put_input(f"input{index}-b{batch}", array)
 
         if self.transport.streams_stdin:
-            argv = self.transport.command_argv(self.timer_command("serve", runtime, model, str(threads), hint))
+            argv = self.transport.command_argv(self.device.agent_command("serve", runtime, model, str(threads), hint))
             return ServedSubject(root, manifest, label, argv, threads, put_input, where=self.address)
         return OnceSubject(self, root, manifest, label, model, threads, hint, warmup, put_input)
 
@@ -165,7 +163,7 @@ class OnceSubject(Subject):
         self._input = self._put_input(batch, input_batch(self.manifest, batch))
 
     def run(self, iterations: int, seconds: float) -> list[int]:
-        out = self.session.shell(self.session.timer_command(
+        out = self.session.shell(self.session.device.agent_command(
             "once", self.runtime, self._model, str(self.threads), self._hint, self._input, str(self._warmup),
             str(iterations), repr(float(seconds))), f"timing {self.label}", timeout=3600)
         reply = json.loads(out.strip().splitlines()[-1])

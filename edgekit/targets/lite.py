@@ -38,7 +38,7 @@ class PaddleLiteAdapter(RuntimeAdapter):
     def helper_interpreter(self, root: Path, model_file: Path) -> tuple[str, dict]:
         from edgekit.toolchains import paddle_lite
 
-        foreign = set(paddle_lite.nb_info(model_file)["kernel_targets"]) - {"host", "x86", "any"}
+        foreign = paddle_lite.foreign_kernels(model_file)
         if foreign:
             raise EdgekitError(f"Bundle {root} holds {'/'.join(sorted(foreign))} kernels, which cannot run on "
                                "this host; bench it on its device (--device adb://... or ssh://...), or bench an "

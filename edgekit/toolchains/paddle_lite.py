@@ -191,6 +191,11 @@ def _zero_version_padding(nb_path: Path) -> None:
             stream.write(b"\0" * (len(field_bytes) - end))
 
 
+def foreign_kernels(nb_path: str | os.PathLike) -> set[str]:
+    """The kernel targets of a `.nb` that this x86 host cannot run (empty: it runs here)."""
+    return set(nb_info(nb_path)["kernel_targets"]) - {"host", "x86", "any"}
+
+
 def run_nb(nb_path: str | os.PathLike, batch, toolchain: ToolchainInfo | None = None, timeout: float = 600):
     """Run an x86 `.nb` on one input batch with Paddle Lite's light API on this host; returns output 0.
 
@@ -205,7 +210,7 @@ def run_nb(nb_path: str | os.PathLike, batch, toolchain: ToolchainInfo | None = 
     nb_path = Path(nb_path)
     if not nb_path.is_file():
         raise EdgekitError(f"Paddle Lite model {nb_path} does not exist.")
-    foreign = set(nb_info(nb_path)["kernel_targets"]) - {"host", "x86", "any"}
+    foreign = foreign_kernels(nb_path)
     if foreign:
         # The x86 light library does not refuse ARM kernels: it returns garbage. Refuse here.
         raise EdgekitError(f"{nb_path} holds {'/'.join(sorted(foreign))} kernels and cannot run on this host; "

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import __version__, portable
+from edgekit import __version__
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.data.datasets import LabeledImages, open_dataset
 from edgekit.devices import open_device
@@ -76,7 +76,9 @@ def _resolve_stand_in(root: Path, manifest: dict, x86_lite, local: bool):
     """An arm-lite bundle cannot run on an x86 host; an x86-lite build of the same weights can, named as such."""
     arch = _lite_arch(manifest)
     machine = platform.machine()
-    host_runs_it = arch is None or machine.lower() in portable.LITE_ARCH_MACHINES.get(arch, ())
+    from edgekit.targets import adapter_of
+
+    host_runs_it = adapter_of(manifest).why_not_on(manifest) is None
     if x86_lite is not None and (host_runs_it or not local):
         raise EdgekitError(f"--x86-lite stands in for an arm-lite bundle validated on this {machine} host; "
                            f"{root} {'runs here itself' if host_runs_it else 'is validated on the device'}, so "
