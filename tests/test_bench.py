@@ -337,7 +337,7 @@ def test_reference_only_cli_prints_the_seed_table():
 # ---------------------------------------------------------------- TensorRT: commands and trtexec's output
 
 def test_trtexec_commands_follow_the_seed_method():
-    from edgekit.bench.tensorrt import trtexec_build_command, trtexec_run_command
+    from edgekit.bench.tensorrt_trtexec import trtexec_build_command, trtexec_run_command
 
     build = trtexec_build_command("trtexec", Path("m.onnx"), Path("m.engine"), "x", (3, 224, 224), (1, 4, 8), "fp16")
     assert build == ["trtexec", "--onnx=m.onnx", "--minShapes=x:1x3x224x224", "--optShapes=x:8x3x224x224",
@@ -375,7 +375,7 @@ TRTEXEC_LOG = """\
 
 
 def test_parse_trtexec_performance_summary():
-    from edgekit.bench.tensorrt import parse_trtexec_output
+    from edgekit.bench.tensorrt_trtexec import parse_trtexec_output
 
     m = parse_trtexec_output(TRTEXEC_LOG)
     assert m.device == "Tesla T4" and m.tensorrt_version == "8.6.3"
@@ -392,7 +392,7 @@ def test_parse_trtexec_performance_summary():
 
 
 def test_trtexec_failure_output_is_an_error_not_a_number():
-    from edgekit.bench.tensorrt import parse_trtexec_output
+    from edgekit.bench.tensorrt_trtexec import parse_trtexec_output
 
     with pytest.raises(EdgekitError, match="no '=== Performance summary ==='"):
         parse_trtexec_output("[E] Error[4]: [network.cpp::validate::2925] Error Code 4: Internal Error\n"
@@ -403,7 +403,8 @@ def test_trtexec_failure_output_is_an_error_not_a_number():
 
 
 def test_gpu_record_sets_measured_beside_the_seed():
-    from edgekit.bench.tensorrt import GpuRecord, parse_trtexec_output
+    from edgekit.bench.tensorrt import GpuRecord
+    from edgekit.bench.tensorrt_trtexec import parse_trtexec_output
     from edgekit.bench.published import reference_ms
 
     m = parse_trtexec_output(TRTEXEC_LOG)
@@ -424,7 +425,8 @@ def test_gpu_report_views_render(tmp_path):
 
     from edgekit.bench.records import BenchReport
     from edgekit.bench.published import reference_ms, reference_rows
-    from edgekit.bench.tensorrt import GpuRecord, parse_trtexec_output
+    from edgekit.bench.tensorrt import GpuRecord
+    from edgekit.bench.tensorrt_trtexec import parse_trtexec_output
     from edgekit.bench.views import tables, write_csv, write_plot
 
     m = parse_trtexec_output(TRTEXEC_LOG)

@@ -114,14 +114,16 @@ def test_install_is_cached_and_reverified(lite_toolchain):
 
 
 def test_damaged_toolchain_is_detected(tmp_path):
-    # _verify on a tiny tree with a real manifest: a changed byte must be noticed.
+    # verify on a tiny tree with a real manifest: a changed byte must be noticed.
+    from edgekit.toolchains import lite_provision
+
     (tmp_path / "lib.so").write_bytes(b"original")
-    manifest = {"pins": paddle_lite._pins_as_dict(), "files": paddle_lite._record(tmp_path),
+    manifest = {"pins": lite_provision.pins_as_dict(), "files": lite_provision.record_files(tmp_path),
                 "python_version": "3.9.2", "lite_version": "2.13rc0"}
     (tmp_path / paddle_lite.MANIFEST_NAME).write_text(__import__("json").dumps(manifest))
-    assert paddle_lite._verify(tmp_path) is None
+    assert lite_provision.verify(tmp_path) is None
     (tmp_path / "lib.so").write_bytes(b"tampered")
-    assert "lib.so" in paddle_lite._verify(tmp_path)
+    assert "lib.so" in lite_provision.verify(tmp_path)
 
 
 def test_missing_toolchain_says_how_to_get_it(tmp_path, monkeypatch):

@@ -25,17 +25,13 @@ from typing import Callable, Sequence
 from edgekit.bench.records import BenchReport
 from edgekit.bench.published import GpuProfile, gpu_profile, reference_ms
 from edgekit.bench.tensorrt_python import python_api_engine, python_api_measure
-from edgekit.bench.tensorrt_timing import TimingSummary, TrtMeasurement
-from edgekit.bench.tensorrt_tools import (CONTAINER_TRTEXEC, GpuTools, check_gpu_tools, detect_gpus, find_trtexec,
-                                          tensorrt_python_version)
+from edgekit.bench.tensorrt_timing import TimingSummary
+from edgekit.bench.tensorrt_tools import check_gpu_tools
 from edgekit.bench.tensorrt_trtexec import (parse_trtexec_output, run_trtexec, trtexec_build_command,
                                             trtexec_run_command)
 from edgekit.errors import EdgekitError
 
-# The names importable from here before the split, so callers and tests keep one import path.
-__all__ = ["run_gpu_bench", "GpuRecord", "GpuTools", "check_gpu_tools", "detect_gpus", "find_trtexec",
-           "tensorrt_python_version", "CONTAINER_TRTEXEC", "GPU_PRECISIONS", "TimingSummary", "TrtMeasurement",
-           "parse_trtexec_output", "trtexec_build_command", "trtexec_run_command"]
+__all__ = ["run_gpu_bench", "GpuRecord", "GPU_PRECISIONS"]
 
 Progress = Callable[[str], None]
 

@@ -35,19 +35,15 @@ from edgekit.errors import EdgekitError
 from edgekit.toolchains.lite_layout import (BRING_YOUR_OWN, CACHE_ENV_VAR, LITE_VERSION, MANIFEST_NAME,
                                             MIRROR_ENV_VAR, PYTHON_ENV_VAR, OPT_SCRIPT, TOOLCHAIN_DIRNAME, Progress,
                                             ToolchainInfo, cache_root, toolchain_dir)
-from edgekit.toolchains.lite_provision import DEBIAN_PACKAGES, WHEELS, Pinned, managed_info
+from edgekit.toolchains.lite_provision import managed_info
 from edgekit.toolchains.lite_provision import install as _provision
-# The manifest helpers under their old private names, which tests/test_toolchain_lite.py reaches for.
-from edgekit.toolchains.lite_provision import pins_as_dict as _pins_as_dict  # noqa: F401
-from edgekit.toolchains.lite_provision import record_files as _record  # noqa: F401
-from edgekit.toolchains.lite_provision import verify as _verify  # noqa: F401
 from edgekit.toolchains.process import exit_text as _exit_text
 from edgekit.toolchains.process import run as _run
 from edgekit.toolchains.process import tail as _tail
 
 __all__ = ["ToolchainInfo", "find", "status", "install", "run_opt", "nb_info", "run_nb", "cache_root",
            "toolchain_dir", "LITE_VERSION", "TOOLCHAIN_DIRNAME", "PYTHON_ENV_VAR", "CACHE_ENV_VAR", "MIRROR_ENV_VAR",
-           "MANIFEST_NAME", "OPT_SCRIPT", "Progress", "Pinned", "DEBIAN_PACKAGES", "WHEELS"]
+           "MANIFEST_NAME", "OPT_SCRIPT", "Progress"]
 
 
 # ---------------------------------------------------------------- finding

@@ -40,13 +40,11 @@ from edgekit.preprocessing import Preprocessing
 from edgekit.training.checkpoints import (complete_checkpoints, load_checkpoint, run_settings, save_best,
                                           save_checkpoint)
 from edgekit.training.decoded import UNLABELED, DecodedImages, decode_images
-from edgekit.training.evaluation import evaluate, predict_logits, topk_accuracy
-from edgekit.training.losses import LossFn, cross_entropy_loss, masked_cross_entropy
+from edgekit.training.evaluation import predict_logits, topk_accuracy
+from edgekit.training.losses import LossFn, cross_entropy_loss
 from edgekit.training.records import EpochRecord, TrainResult
 
-# Importable from here as before the split (evaluate, the records, the losses).
-__all__ = ["fit", "evaluate", "predict_logits", "topk_accuracy", "masked_cross_entropy", "LossFn", "EpochRecord",
-           "TrainResult", "cosine_lr", "random_shift"]
+__all__ = ["fit", "cosine_lr", "random_shift"]
 
 # BatchNorm in train mode cannot normalise a batch of one image.
 MIN_TRAIN_IMAGES = 2

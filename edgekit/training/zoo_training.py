@@ -16,7 +16,9 @@ from typing import Any
 
 from edgekit.data.datasets import LabeledImages, open_dataset
 from edgekit.errors import EdgekitError
-from edgekit.training.trainer import TrainResult, evaluate, fit
+from edgekit.training.evaluation import evaluate
+from edgekit.training.records import TrainResult
+from edgekit.training.trainer import fit
 from edgekit.preprocessing import Preprocessing
 from edgekit.zoo.cards import get_card
 
