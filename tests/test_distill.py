@@ -4,11 +4,12 @@ import numpy as np
 import paddle
 import pytest
 
-from edgekit.compress.distill import DistillationLoss, DistillPass
+from edgekit.compress.distill import DistillPass
 from edgekit.data.datasets import open_dataset
 from edgekit.data.digits import make_digits_dataset
 from edgekit.errors import EdgekitError
 from edgekit.training import UNLABELED, fit, subset
+from edgekit.training.distillation import DistillationLoss
 from edgekit.training.zoo_training import new_model, preprocessing_for, save_weights
 
 SIZE = 32

@@ -16,11 +16,9 @@ from typing import Literal
 
 from pydantic import Field
 
-# DistillationLoss, DistillResult and CHECKPOINT_SUBDIR are importable from here as before.
-from edgekit.training.distillation import (CHECKPOINT_SUBDIR, DistillationLoss, DistillationSettings,
-                                           DistillResult)
+from edgekit.training.distillation import DistillationSettings
 
-__all__ = ["DistillPass", "DistillationLoss", "DistillResult", "CHECKPOINT_SUBDIR"]
+__all__ = ["DistillPass"]
 
 
 class DistillPass(DistillationSettings):
