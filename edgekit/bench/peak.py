@@ -96,7 +96,7 @@ def peak_runtime(runtime: str) -> str:
     Paddle Lite cannot load a model built here, so its bundles are compared with
     onnxruntime's peak (the record names the source).
     """
-    return adapter_for(runtime).peak_runtime
+    return adapter_for(runtime).peak_stand_in or runtime
 
 
 def measure_peak(runtime: str, precision: str, threads: int, seconds: float = 1.0,

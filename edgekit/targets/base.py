@@ -38,9 +38,10 @@ class RuntimeAdapter:
     runtime: ClassVar[str]  # a portable.RUNTIMES name (its install hint lives there too)
     # Precision hints the runtime takes (OpenVINO: f32 / bf16); empty: it computes as stored.
     precision_hints: ClassVar[tuple[str, ...]] = ()
-    # Format of the GEMM that stands for this runtime's compute peak ("onnx", "paddle"), and in which runtime.
+    # Format of the GEMM that stands for this runtime's compute peak ("onnx", "paddle"), and the runtime that
+    # measures it where this one cannot load such a model (None: this runtime itself).
     peak_format: ClassVar[str | None] = None
-    peak_runtime: ClassVar[str | None] = None
+    peak_stand_in: ClassVar[str | None] = None
     # Can the runtime's converter read a Paddle 3 PIR program (inference.json)?
     reads_pir_programs: ClassVar[bool] = True
 

@@ -19,7 +19,7 @@ class PaddleLiteAdapter(RuntimeAdapter):
     runtime = "paddle-lite"
     # Lite cannot load a GEMM built here; onnxruntime's peak stands in (the record says so).
     peak_format = "onnx"
-    peak_runtime = "onnxruntime"
+    peak_stand_in = "onnxruntime"
     reads_pir_programs = False
 
     def runs_in_process(self) -> bool:

@@ -38,7 +38,6 @@ def qdq_route(fp32_onnx: Path, calibration, work: Path, runtime: RuntimeAdapter,
 class OnnxRuntimeAdapter(RuntimeAdapter):
     runtime = "onnxruntime"
     peak_format = "onnx"
-    peak_runtime = "onnxruntime"
 
     def export(self, conv: Conversion, program: Path, params: Path, precision: str) -> Path:
         from edgekit.export.onnx import onnx_fp32_to_fp16

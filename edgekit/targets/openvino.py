@@ -33,7 +33,6 @@ class OpenVINOAdapter(RuntimeAdapter):
     runtime = "openvino"
     precision_hints = ("f32", "bf16")
     peak_format = "onnx"
-    peak_runtime = "openvino"
     reads_pir_programs = False
 
     def export(self, conv: Conversion, program: Path, params: Path, precision: str) -> Path:

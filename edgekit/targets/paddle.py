@@ -29,7 +29,6 @@ def paddleslim_route(conv: Conversion, program: Path, calibration, learned_progr
 class PaddleInferenceAdapter(RuntimeAdapter):
     runtime = "paddle-inference"
     peak_format = "paddle"
-    peak_runtime = "paddle-inference"
 
     def export(self, conv: Conversion, program: Path, params: Path, precision: str) -> Path:
         # The program is the artifact (legacy .pdmodel or, from --inference-model, PIR .json).
