@@ -27,6 +27,7 @@ def _legacy_safe_sigmoid(original):
 def main(job: dict) -> None:
     # This process exists only for the export, so patching paddle here touches nothing else.
     F.sigmoid = _legacy_safe_sigmoid(F.sigmoid)
+    from edgekit.export.paddle import with_head
     from edgekit.zoo import create_model
     from edgekit.zoo.weights import load_weights
 
@@ -34,7 +35,7 @@ def main(job: dict) -> None:
     load_weights(model, job["weights"])
     model.eval()
     spec = paddle.static.InputSpec([None, 3, job["input_size"], job["input_size"]], "float32", job["input_name"])
-    paddle.jit.save(model, job["prefix"], input_spec=[spec])
+    paddle.jit.save(with_head(model, job.get("head")), job["prefix"], input_spec=[spec])
 
 
 if __name__ == "__main__":
