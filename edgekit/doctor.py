@@ -24,8 +24,7 @@ class Check:
 
 # (import name, distribution name, what it is for edgekit)
 _PYTHON_COMPONENTS = [
-    ("paddle", "paddlepaddle", "source models, Paddle Inference runtime"),
-    ("paddleslim", "paddleslim", "quantization (PTQ/QAT)"),
+    ("paddle", "paddlepaddle", "source models, Paddle Inference runtime, Paddle-program PTQ/QAT"),
     ("paddle2onnx", "paddle2onnx", "Paddle -> ONNX converter"),
     ("onnx", "onnx", "ONNX graph checks"),
     ("onnxruntime", "onnxruntime", "ONNX runtime"),

@@ -2,10 +2,8 @@
 
 Standard library and numpy only (OpenCV and the runtimes are imported when
 used), and no edgekit imports, because this one file is used in four places:
-in-process by `edgekit.runtime`, beside the device agent on ssh/adb devices,
-inside the Paddle Lite toolchain's own interpreter, and copied into every
-Python bundle app, so an app runs exactly the code the build checked.
-Python 3.8+.
+in-process by `edgekit.runtime`, beside the device agent on ssh/adb devices, inside the Paddle
+Lite toolchain's own interpreter, and copied into every Python bundle app (Python 3.8+).
 """
 
 import collections
@@ -24,7 +22,6 @@ NOT_DECODABLE = "cannot be decoded (empty, truncated or not an image)"
 
 # OpenVINO computes f32 models in bf16 on CPUs that have it; edgekit asks for true f32 unless told otherwise.
 OPENVINO_PRECISION_HINT = "f32"
-
 # Paddle Lite `arch` option -> machine names whose CPUs run those kernels.
 LITE_ARCH_MACHINES = {
     "armv8": ("aarch64", "arm64", "armv8l", "armv8b"),
@@ -311,9 +308,14 @@ def preprocess_batch(images, pp):
 def softmax(logits):
     import numpy as np
 
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def probabilities(output, kind="logits"):
+    """Class scores: the softmax of logits; a PaddleClas softmax head's output as it is (manifest output.kind)."""
+    output = output.astype("float64")
+    return output if kind == "probabilities" else softmax(output)
 
 
 # ------------------------------------------------------------------ batches and timing

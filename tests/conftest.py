@@ -28,8 +28,8 @@ def paddleclas_peer() -> Path:
     return peer
 
 
-def run_peer(peer: Path, *args: str, timeout: int = 600) -> None:
-    env = {**os.environ, "EDGEKIT_PADDLECLAS_PEER": str(peer)}
+def run_peer(peer: Path, *args: str, timeout: int = 600, env: dict | None = None) -> None:
+    env = {**os.environ, "EDGEKIT_PADDLECLAS_PEER": str(peer), **(env or {})}
     proc = subprocess.run([sys.executable, str(PEER_SCRIPT), *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:

@@ -118,12 +118,12 @@ def test_ptq_int8_bundle_is_int8_and_within_budget(digits_model, target, tmp_pat
     assert val_top1(result.path, digits_model[1]) >= paddle_val_top1(digits_model) - 0.03
 
 
-def test_arm_lite_int8_from_paddleslim_program(digits_model, tmp_path):
+def test_arm_lite_int8_from_paddle_ptq_program(digits_model, tmp_path):
     result = build(digits_model, "arm-lite", tmp_path / "b", max_drop=None,
                    recipe_overrides={"ptq.max_drop": None, "ptq.holdout_images": 100, "ptq.calibration_images": 64})
     manifest = read_manifest(result.path)
     quant = manifest["compression"]["quantization"]
-    assert quant["route"].startswith("PaddleSlim") and "Paddle Lite" in quant["evaluated_on"]
+    assert quant["route"].startswith("Paddle PostTrainingQuantization") and "Paddle Lite" in quant["evaluated_on"]
     assert abs(quant["drop"]) < 0.05
     assert manifest["parity"]["measured"] is False
     nb = result.path / "model.nb"
@@ -208,7 +208,7 @@ def test_qat_int8_paddle_bundle(digits_model, tmp_path):
     assert manifest["recipe"]["name"] == "qat-int8"
     assert manifest["compression"]["qat"]["epochs"] == 1 and manifest["compression"]["qat"]["train_images"] == 128
     quant = manifest["compression"]["quantization"]
-    assert quant["route"].startswith("PaddleSlim QAT") and quant["drop"] <= 0.05
+    assert quant["route"].startswith("Paddle QAT") and quant["drop"] <= 0.05
     from edgekit.export.lite import is_quantized, read_program
 
     assert is_quantized(read_program(result.path / "model.pdmodel"))

@@ -47,28 +47,6 @@ _EXPORT_RESNET18 = textwrap.dedent('''
 ''')
 
 
-_QUANTIZE = textwrap.dedent('''
-    import sys
-    import numpy as np
-    import paddle
-    from paddleslim.quant import quant_post_static
-
-    src, out = sys.argv[1], sys.argv[2]
-    paddle.enable_static()
-    rng = np.random.default_rng(0)
-
-    def batches():
-        for _ in range(2):
-            yield {"x": rng.random((1, 3, 224, 224), dtype=np.float32)}
-
-    quant_post_static(executor=paddle.static.Executor(paddle.CPUPlace()), model_dir=src,
-                      quantize_model_path=out, model_filename="inference.pdmodel",
-                      params_filename="inference.pdiparams", save_model_filename="inference.pdmodel",
-                      save_params_filename="inference.pdiparams", data_loader=batches, batch_nums=2,
-                      onnx_format=True)
-''')
-
-
 @pytest.fixture(scope="session")
 def lite_toolchain():
     """The managed toolchain, installed (first time: ~30 s of downloads) or re-verified."""
@@ -232,12 +210,14 @@ def test_run_nb_refuses_arm_models(lite_toolchain, resnet18_program, tmp_path):
 
 @pytest.mark.heavy
 def test_paddle2lite_armv8_int8(lite_toolchain, resnet18_program, tmp_path):
-    # A PaddleSlim PTQ program (quantize_linear/dequantize_linear) becomes an INT8 ARM .nb.
-    quantized = tmp_path / "int8"
-    env = {**os.environ, "FLAGS_enable_pir_api": "0"}
-    proc = subprocess.run([sys.executable, "-c", _QUANTIZE, str(resnet18_program), str(quantized)], env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Paddle's own PTQ program (quantize_linear/dequantize_linear) becomes an INT8 ARM .nb.
+    from edgekit.compress.routes import PaddlePTQRoute
+    from edgekit.targets.base import source_adapter
+
+    images = np.random.default_rng(0).random((2, 3, 224, 224), dtype=np.float32)
+    route = PaddlePTQRoute(resnet18_program / "inference.pdmodel", images, algorithm="minmax", per_channel=True,
+                           batch_size=1, runtime=source_adapter(), work=tmp_path / "work")
+    quantized = route.quantize([], tmp_path / "int8").parent
     assert lite.is_quantized(lite.read_program(quantized / "inference.pdmodel"))
     nb = lite.paddle2lite(quantized / "inference.pdmodel", quantized / "inference.pdiparams", tmp_path / "int8.nb")
     assert "arm" in paddle_lite.nb_info(nb)["kernel_targets"]

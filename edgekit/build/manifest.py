@@ -11,7 +11,6 @@ from edgekit import __version__
 from edgekit.build.plan import RANDOM_INIT, BuildPlan
 from edgekit.build.steps import StepRecord
 from edgekit.bundle import SCHEMA_VERSION
-from edgekit.export.paddle import INPUT_NAME
 
 TOOL_DISTRIBUTIONS = ("paddlepaddle", "paddle2onnx", "onnx", "onnxruntime", "openvino", "opencv-python", "numpy")
 
@@ -27,8 +26,11 @@ def tool_versions() -> dict[str, str]:
 
 
 def build_manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, parity: dict,
-                   steps: list[StepRecord], compression: dict[str, Any] | None = None) -> dict[str, Any]:
+                   steps: list[StepRecord], compression: dict[str, Any] | None = None, *,
+                   io: tuple[str, str]) -> dict[str, Any]:
+    """`io` is the (input, output) names of the program the artifact was converted from."""
     card = plan.card
+    head = plan.source.head if plan.source else None
     size = plan.preprocessing.crop
     return {
         "schema": SCHEMA_VERSION,
@@ -43,8 +45,11 @@ def build_manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, pa
         "recipe": plan.recipe.to_manifest() if plan.recipe else {"name": plan.precision, "passes": []},
         "compression": compression or None,
         "artifact": {"model_file": model_file},
-        "input": {"name": INPUT_NAME, "shape": [-1, 3, size, size], "layout": "NCHW", "dtype": "float32"},
-        "output": {"shape": [-1, plan.num_classes], "kind": "logits"},
+        "input": {"name": io[0], "shape": [-1, 3, size, size], "layout": "NCHW", "dtype": "float32"},
+        # PaddleClas's export may end the network in a softmax (or, multi-label, a sigmoid): then the
+        # outputs are probabilities already and nothing applies a softmax again.
+        "output": {"name": io[1], "shape": [-1, plan.num_classes], "kind": "probabilities" if head else "logits",
+                   "head": head},
         "preprocessing": plan.preprocessing.to_dict(),
         "labels": "labels.txt" if plan.labels else None,
         "parity": parity,

@@ -16,6 +16,7 @@ from typing import Any
 from edgekit.build.compression import CompressionPlan, plan_compression, resolve_recipe
 from edgekit.compress.recipes import Recipe
 from edgekit.errors import EdgekitError
+from edgekit.export.inference_dir import InferenceDir, read_inference_dir
 from edgekit.preprocessing import Preprocessing
 from edgekit.targets import RuntimeAdapter, Target, adapter_for, get_target
 from edgekit.zoo import get_entry
@@ -36,6 +37,8 @@ class BuildPlan:
     force: bool
     weights: Path | None = None
     inference_model: Path | None = None
+    # What --inference-model holds (form, input/output names, head), read off its program at plan time.
+    source: InferenceDir | None = None
     labels: list[str] | None = None
     seed: int = 0
     # Resolved once: the card's preprocessing, with the CLI's --input-size on top.
@@ -60,17 +63,6 @@ class BuildPlan:
 
 def default_out_dir(model: str, target: str, precision: str) -> Path:
     return Path("dist") / f"{model}-{target}-{precision}"
-
-
-def inference_model_files(directory: Path) -> tuple[Path, Path]:
-    """(program, params) of a PaddleClas inference model directory."""
-    params = directory / "inference.pdiparams"
-    for name in ("inference.pdmodel", "inference.json"):
-        if (directory / name).is_file() and params.is_file():
-            return directory / name, params
-    raise EdgekitError(f"--inference-model {directory} is not a PaddleClas inference model directory: expected "
-                       "inference.pdmodel + inference.pdiparams (Paddle 2.x / legacy export) or "
-                       "inference.json + inference.pdiparams (Paddle 3).")
 
 
 def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str | Path | None = None,
@@ -103,12 +95,20 @@ def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str
     if weights_path and not weights_path.is_file():
         raise EdgekitError(f"--weights {weights_path} does not exist (expected a PaddleClas .pdparams file).")
     inference_dir = Path(inference_model) if inference_model else None
-    if inference_dir:
-        program, _ = inference_model_files(inference_dir)
-        adapter.check_source(inference_dir, program)
+    source = read_inference_dir(inference_dir) if inference_dir else None
     label_list = _read_labels(labels)
     if num_classes is None:
-        num_classes = len(label_list) if label_list else 1000
+        num_classes = (source.num_outputs if source and source.num_outputs else None) \
+            or (len(label_list) if label_list else 1000)
+    if source and source.num_outputs and source.num_outputs != num_classes:
+        raise EdgekitError(f"--inference-model {inference_dir} outputs {source.num_outputs} classes but "
+                           f"--num-classes is {num_classes}; leave --num-classes out to use the directory's.")
+    fixed = source.input_size if source else None
+    if input_size is None and fixed and fixed != card.preprocessing.crop:
+        input_size = fixed  # the export fixed its input size: preprocess for that size
+    elif input_size is not None and fixed and fixed != input_size:
+        raise EdgekitError(f"--input-size {input_size} does not fit --inference-model {inference_dir}, whose "
+                           f"program takes {fixed}x{fixed} images; leave --input-size out.")
     if label_list is not None and len(label_list) != num_classes:
         raise EdgekitError(f"--labels {labels} has {len(label_list)} names but the model has {num_classes} "
                            "classes; give one name per class (or fix --num-classes).")
@@ -126,14 +126,28 @@ def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str
                                    inference_model=inference_dir)
     return BuildPlan(model=model, target=target_spec, precision=precision, card=card, num_classes=num_classes,
                      options=resolved_options, out=out_dir, force=force, weights=weights_path,
-                     inference_model=inference_dir, labels=label_list, preprocessing=preprocessing,
+                     inference_model=inference_dir, source=source, labels=label_list, preprocessing=preprocessing,
                      recipe=resolved_recipe, compression=compression)
 
 
 def _read_labels(labels: str | Path | None) -> list[str] | None:
+    """One class name per line, or PaddleClas's label lists (`ID name` per line, IDs 0, 1, 2, ...)."""
     if not labels:
         return None
     path = Path(labels)
     if not path.is_file():
-        raise EdgekitError(f"--labels {path} does not exist (expected one class name per line).")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        raise EdgekitError(f"--labels {path} does not exist (expected one class name per line, or "
+                           "PaddleClas's `ID name` lines).")
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise EdgekitError(f"--labels {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    return strip_label_ids(lines)
+
+
+def strip_label_ids(lines: list[str]) -> list[str]:
+    """Names without PaddleClas's leading class IDs, when every line starts with its own index."""
+    split = [line.split(maxsplit=1) for line in lines]
+    if lines and all(len(parts) == 2 and parts[0] == str(i) for i, parts in enumerate(split)):
+        return [parts[1] for parts in split]
+    return lines

@@ -18,11 +18,13 @@ from typing import Any, Callable
 from edgekit.build.compression import load_data, train_passes
 from edgekit.build.manifest import build_manifest
 from edgekit.build.parity import measure_parity
-from edgekit.build.plan import BuildPlan, inference_model_files
+from edgekit.build.plan import BuildPlan
 from edgekit.build.steps import StepRecord, Steps
 from edgekit.bundle import atomic_directory, write_manifest
 from edgekit.compress.passes import PassContext
 from edgekit.export import paddle as paddle_export
+from edgekit.export.inference_dir import program_io
+from edgekit.export.pir_to_legacy import legacy_from_pir
 from edgekit.targets.base import Conversion
 
 Progress = Callable[[str], None]
@@ -44,9 +46,14 @@ def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
         with atomic_directory(plan.out, plan.force) as bundle:
             conversion = Conversion(work=work, bundle=bundle, options=plan.options, step=steps.run)
             # 1. The source: a Paddle inference program (and, from weights, the live model).
-            if plan.inference_model:
+            if plan.source:
                 source_model, weights_file, weights_sha = None, None, None
-                program, params = inference_model_files(plan.inference_model)
+                program, params = plan.source.program, plan.source.params
+                if not adapter.reads_program(program, plan.precision):
+                    # Lite's optimizer and Paddle's quantizer read legacy programs only.
+                    program = steps.run("re-export PIR program as legacy", legacy_from_pir, plan.model, plan.source,
+                                        plan.num_classes, plan.preprocessing.crop, work / "legacy")
+                    params = program.with_suffix(".pdiparams")
             else:
                 source_model, weights_file, weights_sha = _source_model(plan, work)
             # The recipe's data, decoded once; distillation / QAT change the source model's weights.
@@ -78,14 +85,18 @@ def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
             # INT8 is compared on the held-out images of its own domain, not on unrelated photos.
             parity_images = (["held-out --calib images"], data.holdout_images[:64]) if plan.precision == "int8" \
                 else None
-            parity = measure_parity(plan, adapter, model_file, program, source_model, steps, parity_images)
+            # The reference is always the user's own directory, as they gave it.
+            reference_program = plan.source.program if plan.source else program
+            parity = measure_parity(plan, adapter, model_file, reference_program, source_model, steps,
+                                    parity_images)
             # 4. What an app needs beside the model.
             app = bundle / "app"
             app.mkdir()
             adapter.write_app(app, plan.preprocessing.to_dict())
             if plan.labels:
                 (bundle / "labels.txt").write_text("\n".join(plan.labels) + "\n", encoding="utf-8")
-            manifest = build_manifest(plan, model_file.name, weights_sha, parity, steps.records, compression)
+            manifest = build_manifest(plan, model_file.name, weights_sha, parity, steps.records, compression,
+                                      io=program_io(program))
             write_manifest(bundle, manifest)
         return BuildResult(plan.out, manifest, steps.records)
     finally:

@@ -5,8 +5,8 @@
 
 Modules: `passes` (typed pass parameters, and what each pass does in a build),
 `recipes` (loading and validation), `data` (the --calib split), `quantize`
-(accuracy-controlled quantization), `routes` (onnxruntime QDQ, PaddleSlim,
-QAT's program, NNCF), `qat` (quantization-aware training), `distill`
+(accuracy-controlled quantization), `routes` (onnxruntime QDQ, Paddle's
+PostTrainingQuantization, QAT's program, NNCF), `qat` (quantization-aware training), `distill`
 (knowledge distillation). Which route a target uses is its adapter's choice
 (edgekit.targets); `edgekit.build` runs the passes.
 """

@@ -16,9 +16,10 @@ import numpy as np
 def main(job: dict) -> None:
     import paddle
     import paddle.nn.functional as F
-    from paddleslim.dygraph.quant import QAT
+    from paddle.quantization import ImperativeQuantAware
 
     from edgekit.export._legacy_worker import _legacy_safe_sigmoid
+    from edgekit.export.paddle import INPUT_NAME
 
     # SE blocks (EfficientNet) need the same legacy-export patch as edgekit.export.paddle.
     F.sigmoid = _legacy_safe_sigmoid(F.sigmoid)
@@ -34,15 +35,19 @@ def main(job: dict) -> None:
     load_weights(model, job["weights"])
     # The same tensors stay inside the quantized wrappers, so these keep the fine-tuned float values.
     float_state = model.state_dict()
-    quanter = QAT(config={"weight_quantize_type": "channel_wise_abs_max",
-                          "activation_quantize_type": "moving_average_abs_max", "onnx_format": True})
+    # Fake-quantize Conv2D and Linear: weights per channel, activations by moving average, saved as
+    # quantize_linear/dequantize_linear pairs (onnx_format), which Paddle Lite's optimizer turns into INT8 kernels.
+    quanter = ImperativeQuantAware(quantizable_layer_type=["Conv2D", "Linear"],
+                                   weight_quantize_type="channel_wise_abs_max",
+                                   activation_quantize_type="moving_average_abs_max", moving_rate=0.9,
+                                   onnx_format=True)
     quanter.quantize(model)
     train = DecodedImages(np.load(out / "train_images.npy"), np.load(out / "train_labels.npy"), "--calib")
     result = fit(model, train, preprocessing=Preprocessing.from_dict(job["preprocessing"]), epochs=job["epochs"],
                  batch_size=job["batch_size"], lr=job["lr"], seed=job["seed"], progress=False)
     model.eval()
     paddle.save({k: v for k, v in float_state.items()}, str(out / "finetuned.pdparams"))
-    spec = paddle.static.InputSpec([None, 3, job["input_size"], job["input_size"]], "float32", "x")
+    spec = paddle.static.InputSpec([None, 3, job["input_size"], job["input_size"]], "float32", INPUT_NAME)
     quanter.save_quantized_model(model, str(out / "quantized" / "inference"), input_spec=[spec])
     (out / "history.json").write_text(json.dumps([{"epoch": r.epoch, "loss": r.loss, "train_top1": r.train_top1}
                                                   for r in result.history]))

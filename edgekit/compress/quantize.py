@@ -9,8 +9,8 @@ benchmarks/results/int8.md), chosen by the runtime's adapter
 - `onnx` and `openvino`: onnxruntime's `quantize_static` on the FP32 ONNX
   model (QDQ, weights per channel, activations per tensor). OpenVINO reads
   the QDQ ONNX and runs it in INT8 (`edgekit.compress.routes.OnnxQDQRoute`).
-- `paddle` and `arm-lite`: PaddleSlim's `quant_post_static` on the legacy
-  Paddle program, in a child process (`edgekit.compress.routes.PaddleSlimRoute`);
+- `paddle` and `arm-lite`: Paddle's own `PostTrainingQuantization` on the
+  legacy Paddle program, in a child process (`edgekit.compress.routes.PaddlePTQRoute`);
   Paddle Lite's optimizer turns that program into an INT8 `.nb`.
 
 Accuracy control (`accuracy_controlled_quantization`) is route-agnostic: it

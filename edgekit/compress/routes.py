@@ -137,8 +137,8 @@ class OnnxQDQRoute(_RunsArtifacts):
         return self.to_artifact(onnx_file, dst) if self.to_artifact else onnx_file
 
 
-class PaddleSlimRoute(_RunsArtifacts):
-    """PaddleSlim `quant_post_static` on the legacy Paddle program (QDQ-style quantize_linear /
+class PaddlePTQRoute(_RunsArtifacts):
+    """Paddle's own `PostTrainingQuantization` on the legacy Paddle program (QDQ-style quantize_linear /
     dequantize_linear ops, weights per channel), run in a child process with FLAGS_enable_pir_api=0.
 
     The quantized program is what Paddle Inference loads and what Paddle Lite's
@@ -147,24 +147,26 @@ class PaddleSlimRoute(_RunsArtifacts):
     kernels compute, up to rounding).
     """
 
-    name = "PaddleSlim quant_post_static (Paddle program)"
+    name = "Paddle PostTrainingQuantization (Paddle program)"
 
     def __init__(self, program: Path, calibration: np.ndarray, *, algorithm: str, per_channel: bool,
-                 batch_size: int, runtime, work: Path, input_name: str = "x"):
+                 batch_size: int, runtime, work: Path):
         super().__init__(runtime)
         self.program = program
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.calibration_file = work / "calibration.npy"
         np.save(self.calibration_file, calibration)
-        # PaddleSlim's names for the same estimators.
+        # Paddle's names for the same estimators.
         self.algo = {"minmax": "abs_max", "percentile": "hist", "entropy": "KL"}[algorithm]
         self.per_channel = per_channel
         self.batch_size = batch_size
-        self.input_name = input_name
+        from edgekit.export.inference_dir import program_io
         from edgekit.export.lite import read_program
 
-        # A layer is named by its weight parameter, which is what PaddleSlim's skip list takes.
+        self.input_name = program_io(program)[0]  # the feed the calibration batches go to, as the program names it
+
+        # A layer is named by its weight parameter, which is what Paddle's skip list takes.
         proto = read_program(program)
         self._layers = []
         for op in proto.blocks[0].ops:
@@ -187,7 +189,7 @@ class PaddleSlimRoute(_RunsArtifacts):
                               capture_output=True, text=True)
         model_file = dst / "inference.pdmodel"
         if proc.returncode != 0 or not model_file.is_file():
-            raise EdgekitError(f"PaddleSlim post-training quantization of {self.program} failed:\n"
+            raise EdgekitError(f"Paddle post-training quantization of {self.program} failed:\n"
                                f"{proc.stderr.strip()[-2000:]}")
         return model_file
 
@@ -195,7 +197,7 @@ class PaddleSlimRoute(_RunsArtifacts):
 class FixedProgramRoute(_RunsArtifacts):
     """QAT's quantized program as an INT8 'route' with nothing left to choose: its scales were learned."""
 
-    name = "PaddleSlim QAT (Paddle program)"
+    name = "Paddle QAT (Paddle program)"
 
     def __init__(self, program: Path, runtime):
         super().__init__(runtime)

@@ -81,7 +81,7 @@ def read_program(model_file: str | os.PathLike):
 
 
 def is_quantized(program) -> bool:
-    """True when the program carries (fake) quantize/dequantize ops, as PaddleSlim writes them."""
+    """True when the program carries (fake) quantize/dequantize ops, as Paddle's PTQ and QAT write them."""
     return any("quantize" in op.type for block in program.blocks for op in block.ops)
 
 

@@ -40,6 +40,7 @@ class Classifier:
         self.manifest = manifest
         self.backend = backend
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
+        self.output_kind = manifest.get("output", {}).get("kind", "logits")
         labels = root / "labels.txt"
         self.labels = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else None
 
@@ -47,13 +48,18 @@ class Classifier:
         """Logits for an already preprocessed float32 NCHW batch."""
         return self.backend(np.ascontiguousarray(batch, dtype=np.float32))
 
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities for a preprocessed batch: the softmax of logits, or, for a network that
+        ends in PaddleClas's softmax head (manifest output.kind), its output as it is."""
+        return portable.probabilities(self.run(batch), self.output_kind)
+
     def prepare(self, images: Sequence[str | Path | np.ndarray]) -> np.ndarray:
         decoded = [decode_image(i) if isinstance(i, (str, Path)) else i for i in images]
         return portable.preprocess_batch(decoded, self.manifest["preprocessing"])
 
     def predict(self, images: Sequence[str | Path | np.ndarray], topk: int = 5) -> list[list[Prediction]]:
         """Top-k per image; images are file paths or RGB uint8 arrays."""
-        probs = softmax(self.run(self.prepare(images)).astype(np.float64))
+        probs = self.probabilities(self.prepare(images))
         results = []
         for row in probs:
             top = np.argsort(-row)[:topk]

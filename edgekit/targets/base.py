@@ -42,8 +42,9 @@ class RuntimeAdapter:
     # measures it where this one cannot load such a model (None: this runtime itself).
     peak_format: ClassVar[str | None] = None
     peak_stand_in: ClassVar[str | None] = None
-    # Can the runtime's converter read a Paddle 3 PIR program (inference.json)?
+    # Can the runtime's converter, and its INT8 quantizer, read a Paddle 3 PIR program (inference.json)?
     reads_pir_programs: ClassVar[bool] = True
+    quantizes_pir_programs: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -87,14 +88,12 @@ class RuntimeAdapter:
     def prepare_toolchain(self, progress: Callable[[str], None] | None = None) -> None:
         """Provision what converting for this runtime needs, before any build work (default: nothing)."""
 
-    def check_source(self, inference_dir: Path, program: Path) -> None:
-        """Plan time: refuse an --inference-model program the runtime's converter cannot read."""
-        if program.suffix == ".json" and not self.reads_pir_programs:
-            raise EdgekitError(
-                f"--inference-model {inference_dir} holds a Paddle 3 PIR program (inference.json), which "
-                f"the {self.runtime} toolchain cannot read. Pass the training weights with --weights "
-                "instead (edgekit exports the legacy program itself), or re-export with "
-                "FLAGS_enable_pir_api=0 set so Paddle writes inference.pdmodel.")
+    def reads_program(self, program: Path, precision: str) -> bool:
+        """Can this runtime's converter (INT8: its quantizer) take `program` as it is? If not, a PIR
+        program is re-exported first as the legacy program of the same zoo network (edgekit.export.pir_to_legacy)."""
+        if program.suffix != ".json":
+            return True
+        return self.quantizes_pir_programs if precision == "int8" else self.reads_pir_programs
 
     def check_int8(self, inference_dir: Path | None) -> None:
         """Plan time: can this host make an INT8 artifact for the runtime (from `inference_dir`, if given)?"""

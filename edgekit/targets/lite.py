@@ -12,7 +12,7 @@ from pathlib import Path
 from edgekit import portable
 from edgekit.errors import EdgekitError
 from edgekit.targets.base import Conversion, RuntimeAdapter, source_adapter
-from edgekit.targets.paddle import paddleslim_route
+from edgekit.targets.paddle import paddle_ptq_route
 
 
 class PaddleLiteAdapter(RuntimeAdapter):
@@ -21,6 +21,7 @@ class PaddleLiteAdapter(RuntimeAdapter):
     peak_format = "onnx"
     peak_stand_in = "onnxruntime"
     reads_pir_programs = False
+    quantizes_pir_programs = False
 
     def runs_in_process(self) -> bool:
         return importlib.util.find_spec("paddlelite") is not None
@@ -64,7 +65,7 @@ class PaddleLiteAdapter(RuntimeAdapter):
 
     def int8_route(self, conv, program, calibration, learned_program=None):
         # The .nb cannot run here: the quantized program is evaluated with Paddle Inference, then converted.
-        return paddleslim_route(conv, program, calibration, learned_program, source_adapter()), program
+        return paddle_ptq_route(conv, program, calibration, learned_program, source_adapter()), program
 
     def finish_int8(self, conv: Conversion, model_file: Path) -> tuple[Path, str]:
         nb = _to_nb(conv, model_file, model_file.with_suffix(".pdiparams"))

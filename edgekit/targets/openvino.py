@@ -1,6 +1,6 @@
 """The OpenVINO adapter: OpenVINO IR (targets/openvino.yaml).
 
-Models reach IR through ONNX; INT8 is onnxruntime's QDQ ONNX, which OpenVINO
+Models reach IR through ONNX (paddle2onnx reads legacy and PIR programs alike); INT8 is onnxruntime's QDQ ONNX, which OpenVINO
 fuses into INT8 kernels when it converts it.
 """
 
@@ -33,7 +33,6 @@ class OpenVINOAdapter(RuntimeAdapter):
     runtime = "openvino"
     precision_hints = ("f32", "bf16")
     peak_format = "onnx"
-    reads_pir_programs = False
 
     def export(self, conv: Conversion, program: Path, params: Path, precision: str) -> Path:
         from edgekit.export.openvino import onnx2openvino

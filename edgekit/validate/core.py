@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import __version__
+from edgekit import __version__, portable
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.data.datasets import LabeledImages, open_dataset
 from edgekit.devices import open_device
 from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
 from edgekit.errors import EdgekitError
 from edgekit.validate import metrics
-from edgekit.validate.reference import Reference, open_reference, reference_bundle, source_reference
+from edgekit.validate.reference import Reference, open_reference, output_kind, reference_bundle, source_reference
 from edgekit.validate.report import ValidationReport, append_validation, write_report
 
 IMAGENET_CLASSES = 1000
@@ -210,6 +210,10 @@ def _run_reference(plan: ValidationPlan, run: DeviceRun, progress: Progress) -> 
                               phase="reference")
     subset, ref_logits = collector.arrays(ref.num_classes)
     candidate = run.logits[subset]
+    kind = output_kind(plan.manifest)
+    if kind != ref.output_kind:  # logits against PaddleClas's softmax head: compare probabilities
+        candidate = portable.probabilities(candidate, kind)
+        ref_logits = portable.probabilities(ref_logits, ref.output_kind)
     labels = plan.labels[run.positions[subset]]
     ours, theirs = metrics.accuracy(candidate, labels), metrics.accuracy(ref_logits, labels)
     result = {"kind": ref.kind, "name": ref.name, "runtime": ref.runtime, "images": len(subset),

@@ -25,6 +25,7 @@ class Reference:
     preprocessing: Preprocessing
     num_classes: int
     runtime: str | None = None  # bundles: their runtime; sources: "paddle" or "paddle-inference"
+    output_kind: str = "logits"  # "probabilities" when the network ends in PaddleClas's softmax head
 
 
 def reference_bundle(path: str | Path, candidate: dict) -> Reference:
@@ -45,7 +46,8 @@ def reference_bundle(path: str | Path, candidate: dict) -> Reference:
                            "paddle or x86-lite build of the same model as the reference.")
     target = manifest["target"]
     return Reference("bundle", f"{manifest['model']['name']} {target['name']} {target['precision']} ({root})",
-                     root, Preprocessing.from_dict(manifest["preprocessing"]), classes, target["runtime"])
+                     root, Preprocessing.from_dict(manifest["preprocessing"]), classes, target["runtime"],
+                     output_kind(manifest))
 
 
 def source_reference(manifest: dict) -> tuple[Reference | None, str]:
@@ -63,8 +65,9 @@ def source_reference(manifest: dict) -> tuple[Reference | None, str]:
     if path.is_dir():
         for program in ("inference.pdmodel", "inference.json"):
             if (path / program).is_file() and (path / "inference.pdiparams").is_file():
+                # The bundle was converted from this very program, so it outputs what the bundle outputs.
                 return Reference("paddle-source", f"Paddle Inference on {path} (FP32 source)", path / program, pp,
-                                 classes, "paddle-inference"), ""
+                                 classes, "paddle-inference", output_kind(manifest)), ""
         return None, f"the source inference model {path} named in the manifest is incomplete here"
     if not path.is_file():
         return None, (f"the source weights {path} named in the manifest are not on this machine "
@@ -74,6 +77,10 @@ def source_reference(manifest: dict) -> tuple[Reference | None, str]:
         return None, f"the source weights {path} changed since the bundle was built (sha256 differs)"
     return Reference("paddle-source", f"Paddle {name} FP32 with {path.name} (the bundle's source)", path, pp,
                      classes, "paddle"), ""
+
+
+def output_kind(manifest: dict) -> str:
+    return manifest.get("output", {}).get("kind", "logits")
 
 
 def open_reference(reference: Reference, model_name: str, threads: int | None) -> Callable[[np.ndarray], Any]:

@@ -3,6 +3,8 @@
 Usage:
   python paddleclas_ref.py spec OUT.json NAME...        state-dict names and shapes
   python paddleclas_ref.py logits OUTDIR NAME SIZE SEED  weights + input + logits
+  python paddleclas_ref.py export OUTDIR NAME SIZE SEED CLASSES HEAD
+                                                        an inference directory + input + scores
 
 PaddleClas modules give their parameters fixed names, so real models are built
 one per process; `spec` builds lazily (no weights allocated) inside a fresh
@@ -82,11 +84,47 @@ def logits(out_dir, name, size, seed):
     np.save(os.path.join(out_dir, "logits.npy"), y)
 
 
+def export(out_dir, name, size, seed, classes, head):
+    """What PaddleClas's tools/export_model.py writes (its engine is not in the pip package, so its steps
+    are repeated here): ExportModel = the backbone + `out_act` (nn.Softmax(axis=-1) when
+    infer_add_softmax, the default), `paddle.jit.to_static` with an unnamed InputSpec [None, 3, H, W],
+    then `paddle.jit.save`. FLAGS_enable_pir_api=0 in the environment gives the legacy .pdmodel form."""
+    import numpy as np
+    import paddle
+
+    paddle.seed(seed)
+    backbones = _import_backbones()
+    net = getattr(backbones, name)(class_num=classes)
+    randomize(net, seed)
+
+    class ExportModel(paddle.nn.Layer):
+        def __init__(self, base_model):
+            super().__init__()
+            self.base_model = base_model
+            self.out_act = paddle.nn.Softmax(axis=-1) if head == "softmax" else None
+
+        def forward(self, x):
+            x = self.base_model(x)
+            return self.out_act(x) if self.out_act is not None else x
+
+    model = ExportModel(net)
+    model.eval()
+    x = np.random.default_rng(seed + 1).normal(0, 1, (2, 3, size, size)).astype("float32")
+    with paddle.no_grad():
+        y = model(paddle.to_tensor(x)).numpy()
+    static = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec([None, 3, size, size], "float32")])
+    paddle.jit.save(static, os.path.join(out_dir, "inference"))
+    np.save(os.path.join(out_dir, "..", "input.npy"), x)
+    np.save(os.path.join(out_dir, "..", "scores.npy"), y)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "spec":
         spec(sys.argv[2], sys.argv[3:])
     elif mode == "logits":
         logits(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif mode == "export":
+        export(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
     else:
         raise SystemExit(f"unknown mode {mode}")
