@@ -47,6 +47,34 @@ def run_checks() -> list[Check]:
                     f"{platform.system()} {platform.machine()}")]
     checks += [_python_component(*component) for component in _PYTHON_COMPONENTS]
     checks.append(_paddle_lite_toolchain())
+    checks += _lite_runtimes()
+    return checks
+
+
+def _lite_runtimes() -> list[Check]:
+    """The ARM Lite runtimes the native runner links (emu://, ssh devices without Python, .nb parity)."""
+    import shutil
+
+    from edgekit.errors import EdgekitError
+    from edgekit.toolchains import lite_runtime
+
+    try:
+        rows = lite_runtime.status()
+    except EdgekitError as exc:
+        return [Check("lite-runtime", "ARM Lite runtime (native runner)", False, "", str(exc), optional=True)]
+    checks = []
+    for row in rows:
+        arch = row["arch"]
+        qemu = "qemu-aarch64" if arch == "armv8" else "qemu-arm"
+        if row["path"]:
+            detail = row["path"] + ("" if row["matches_optimizer"] else
+                                    f"; differs from the optimizer's {lite_runtime.OPT_VERSION}")
+            detail += "" if shutil.which(qemu) else f"; {qemu} missing (apt install qemu-user) for emu://"
+        else:
+            detail = (f"not registered: `edgekit toolchain register-lite-runtime DIR` or `edgekit toolchain "
+                      f"build-lite-runtime SOURCE --arch {arch}`")
+        checks.append(Check(f"lite-runtime-{arch}", f"{arch} Lite runtime (native runner, emu://, .nb parity)",
+                            bool(row["path"]), row["version"] or "", detail, optional=True))
     return checks
 
 

@@ -1,4 +1,5 @@
-"""`edgekit doctor` (what is usable here) and `edgekit toolchain install` (provision what is not)."""
+"""`edgekit doctor` (what is usable here), `edgekit toolchain install` (provision what is not), and the
+ARM Lite runtimes the native runner links (`register-lite-runtime`, `build-lite-runtime`)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,36 @@ def toolchain_install(name: str = typer.Argument(..., help="Toolchain name: padd
 
         info = api.install_toolchain(name, force=force, progress=report)
     console.print(f"{name} {info.lite_version} ready: {info.root or info.python} ({info.source})")
+
+
+def _show_runtime(runtime) -> None:
+    from edgekit.toolchains.lite_runtime import OPT_VERSION
+
+    console.print(f"{runtime.arch} Lite runtime {runtime.version} registered: {runtime.root}")
+    if not runtime.version_matches:
+        err_console.print(f"[yellow]warning:[/] its version {runtime.version} differs from the optimizer's "
+                          f"{OPT_VERSION}; 2.12 runtimes warn on 2.13-rc .nb files, 2.9/2.10 crash on them.")
+
+
+@toolchain_app.command("register-lite-runtime")
+@handle_errors
+def register_lite_runtime(directory: str = typer.Argument(..., help="An inference_lite_lib.* folder (cxx/include, "
+                                                                     "cxx/lib/libpaddle_light_api_shared.so).")) -> None:
+    """Check and register a Paddle Lite runtime library (its arch is read from the .so)."""
+    from edgekit.toolchains import lite_runtime
+
+    _show_runtime(lite_runtime.register(directory))
+
+
+@toolchain_app.command("build-lite-runtime")
+@handle_errors
+def build_lite_runtime(source: str = typer.Argument(..., help="A Paddle-Lite source checkout (tag v2.13-rc)."),
+                       arch: str = typer.Option("armv8", help="armv8 or armv7 (hard float)."),
+                       jobs: int = typer.Option(None, help="Parallel compile jobs (default: all CPUs)."),
+                       log: str = typer.Option("lite-runtime-build.log", help="Where the build output goes.")) -> None:
+    """Build a light-API Lite runtime from source, then register it (no downloads; ~30 min on 2 cores)."""
+    from edgekit.toolchains import lite_runtime
+
+    with err_console.status(f"building the {arch} Lite runtime in {source} (log: {log})"):
+        runtime = lite_runtime.build_from_source(source, arch, jobs=jobs, log=log)
+    _show_runtime(runtime)

@@ -37,6 +37,11 @@ def _describe_device(record: dict) -> str:
     model = f", {d['android_model']}" if d.get("android_model") else ""
     rt = record["runtime"]
     precision = f", {rt['precision']}" if rt.get("precision") else ""
+    if d.get("emulated"):
+        return (f"{d['address']} ({d.get('emulator')} on {d.get('host', '?')}) with {rt['name']} "
+                f"{rt.get('version') or '?'}, {rt.get('runner', '')}")
+    if rt.get("runner"):
+        precision += f", {rt['runner']}"
     return (f"{where} ({d.get('hostname', '?')}{model}: {d.get('system', '?')} {d.get('machine', '?')}, "
             f"{d.get('cpu', '?')}, {d.get('cores', '?')} cores, Python {d.get('python', '?')}) "
             f"with {rt['name']} {rt.get('version') or '?'}{precision}")
@@ -85,8 +90,10 @@ def _print_report(console, report) -> None:
     if pub:
         console.print(f"published: {escape(pub['note'])}", style="dim")
     speed = m["images_per_s"]
+    emulated = " [emulated: numbers, not speed]" if r["device"].get("emulated") else ""
     console.print(f"speed: {speed if speed is not None else '—'} images/s decode+inference "
-                  f"({m['inference_images_per_s'] or '—'} images/s inference alone), batch {r['batch']}")
+                  f"({m['inference_images_per_s'] or '—'} images/s inference alone), batch {r['batch']}"
+                  + escape(emulated))
     for note in r["notes"]:
         console.print(f"note: {escape(note)}", style="yellow")
     if r["failures"]:
@@ -123,7 +130,9 @@ def validate(
         x86_lite: Optional[str] = typer.Option(None, "--x86-lite", help="For an arm-lite BUNDLE on an x86 host: "
                                                                         "validate this x86-lite build of the same "
                                                                         "weights instead, named as such."),
-        device: str = options.device("local, ssh://USER@HOST:PORT (user and port optional) or adb://SERIAL."),
+        device: str = options.device("local, ssh://USER@HOST:PORT (user and port optional), adb://SERIAL, or "
+                                     "emu://aarch64 / emu://armv7 (a .nb under qemu-user: numbers, not speed; "
+                                     "slow, so use --limit, e.g. 50)."),
         device_python: Optional[str] = options.device_python("The device's Python 3.8+ with numpy, OpenCV and "
                                                              "the bundle's runtime (default: python3)."),
         device_dir: Optional[str] = options.device_dir("Work dir on the device (ssh: ~/.cache/edgekit-device, "

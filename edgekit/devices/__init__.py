@@ -3,7 +3,9 @@
     from edgekit.devices import open_device
     device = open_device("ssh://pi@192.168.1.20", python="/home/pi/venv/bin/python")
 
-What runs there is `edgekit/agent.py` beside `edgekit/portable.py`; `transport.py` reaches the device.
+What runs there is `edgekit/agent.py` beside `edgekit/portable.py` (onnx, openvino, paddle bundles), or
+edgekit's native Lite runner for `.nb` bundles (`native_device.py`: ssh hosts without Python, and
+`emu://aarch64`, qemu-user on this host); `transport.py` reaches the device.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from edgekit.devices.base import DeviceJob, DeviceRun
 from edgekit.errors import EdgekitError
 
-DEVICE_FORMS = "local, ssh://HOST, ssh://USER@HOST:PORT or adb://SERIAL"
+DEVICE_FORMS = "local, ssh://HOST, ssh://USER@HOST:PORT, adb://SERIAL or emu://aarch64 (emu://armv7)"
 
 
 def open_device(spec: str = "local", *, python: str | None = None, work_dir: str | None = None,
@@ -26,6 +28,13 @@ def open_device(spec: str = "local", *, python: str | None = None, work_dir: str
         from edgekit.devices.local import LocalDevice
 
         return LocalDevice(timeout=timeout)
+    if spec.startswith("emu://"):
+        if python or work_dir or ssh_options:
+            raise EdgekitError("--device-python, --device-dir and --ssh-option apply to ssh:// and adb:// "
+                               "devices; emu:// runs on this host.")
+        from edgekit.devices.native_device import EmulatedDevice
+
+        return EmulatedDevice(spec, timeout=timeout)
     from edgekit.devices.remote import RemoteDevice
 
     if spec.startswith("ssh://"):

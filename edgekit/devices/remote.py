@@ -184,8 +184,19 @@ class RemoteDevice:
     # ---------------------------------------------------------- the run
 
     def run(self, job: DeviceJob, progress: Progress = no_progress) -> DeviceRun:
+        from edgekit.targets import adapter_of
+
         self.transport.check()
         try:
+            if adapter_of(job.manifest).runs_natively:  # .nb bundles: the native runner, no Python needed
+                from edgekit.devices.native_device import NoLiteRuntime, run_remote
+
+                try:
+                    return run_remote(self, job, progress)
+                except NoLiteRuntime as missing:  # the agent with the device's own paddlelite, if it has one
+                    run = self._run(job, progress)
+                    run.notes.append(f"ran with the Python agent: {missing}")
+                    return run
             return self._run(job, progress)
         finally:
             self.transport.close()

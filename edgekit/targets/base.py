@@ -45,6 +45,8 @@ class RuntimeAdapter:
     # Can the runtime's converter, and its INT8 quantizer, read a Paddle 3 PIR program (inference.json)?
     reads_pir_programs: ClassVar[bool] = True
     quantizes_pir_programs: ClassVar[bool] = True
+    # Do devices run this runtime's bundles with edgekit's native runner (else the Python device agent)?
+    runs_natively: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -22,6 +22,7 @@ class PaddleLiteAdapter(RuntimeAdapter):
     peak_stand_in = "onnxruntime"
     reads_pir_programs = False
     quantizes_pir_programs = False
+    runs_natively = True
 
     def runs_in_process(self) -> bool:
         return importlib.util.find_spec("paddlelite") is not None

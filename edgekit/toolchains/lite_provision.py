@@ -70,6 +70,10 @@ WHEELS = (
     Pinned("numpy", "1.26.4", "numpy-1.26.4-cp39-cp39-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
            "f870204a840a60da0b12273ef34f7051e98c3b5961b61b0c2c1be6dfd64fbcd3"),
 )
+# The x86 native runner links the wheel's lite.so, a CPython 3.9 extension module; Debian's libpython3.9
+# provides the Python symbols it references (no interpreter ever starts). Fetched only for that runner.
+LIBPYTHON = Pinned("libpython3.9", "3.9.2-1", "libpython3.9_3.9.2-1_amd64.deb",
+                   "97647869e7e9db643a7eeab949b7d140f9a175814fcc94289be70d426aa5fd1a")
 # The bullseye-only keyring first; the combined Debian keyring also holds the bullseye keys.
 DEBIAN_KEYRINGS = (
     Path("/usr/share/keyrings/debian-archive-bullseye-automatic.gpg"),
@@ -130,6 +134,33 @@ def install(progress: Progress | None = None, force: bool = False) -> ToolchainI
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return managed_info(root)
+
+
+def libpython_dir() -> Path:
+    return toolchain_dir().parent / f"libpython3.9-{LIBPYTHON.version}" / "usr" / "lib" / "x86_64-linux-gnu"
+
+
+def install_libpython() -> Path:
+    """Debian's libpython3.9 unpacked into the cache (pinned, like the toolchain); returns its lib directory."""
+    target = libpython_dir()
+    root = target.parents[2]
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _install_lock(root.parent / f".{root.name}.lock"):
+        if (target / "libpython3.9.so.1.0").is_file():
+            return target
+        _check_can_provision()
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        try:
+            keyring = _debian_keyring()
+            apt = _PrivateApt(staging / "apt", _debian_mirror(), keyring)
+            apt.update()
+            apt.download([LIBPYTHON], staging)
+            _check_sha256(staging / LIBPYTHON.filename, LIBPYTHON)
+            _run(["dpkg-deb", "-x", str(staging / LIBPYTHON.filename), str(staging / "tree")], timeout=600)
+            (staging / "tree").rename(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _check_can_provision() -> None:
