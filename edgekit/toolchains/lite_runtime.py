@@ -164,7 +164,6 @@ def x86_runtime() -> LiteRuntime | None:
     if include is None:
         return None
     from edgekit.toolchains import paddle_lite
-    from edgekit.toolchains.lite_provision import libpython_dir
 
     try:
         toolchain = paddle_lite.find(install_missing=False)
@@ -173,8 +172,8 @@ def x86_runtime() -> LiteRuntime | None:
     lite_so = toolchain.root / "site" / "paddlelite" / "lite.so" if toolchain.root else None
     if lite_so is None or not lite_so.is_file():
         return None
-    libs = lite_so.parent / "libs"
-    companions = (*sorted(libs.glob("*.so")), *sorted(libpython_dir().glob("libpython3.9.so.1*")))
+    # libpython3.9 joins these when the runner is built (edgekit.toolchains.native_runner).
+    companions = tuple(sorted((lite_so.parent / "libs").glob("*.so")))
     return LiteRuntime(arch="x86", root=lite_so.parent, include=include, library=lite_so, companions=companions,
                        version=library_version(lite_so), sha256=file_sha256(lite_so))
 

@@ -58,10 +58,11 @@ def build_runner(runtime: LiteRuntime, android_ndk: str | Path | None = None) ->
     target = cache_root() / "native-runner" / f"{runtime.arch}-{key}"
     if (target / RUNNER_NAME).is_file():
         return target
-    if runtime.arch == "x86":
+    companions = list(runtime.companions)
+    if runtime.arch == "x86":  # the wheel's lite.so references CPython symbols: Debian's libpython3.9 has them
         from edgekit.toolchains.lite_provision import install_libpython
 
-        install_libpython()
+        companions.append(install_libpython() / "libpython3.9.so.1.0")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -71,11 +72,11 @@ def build_runner(runtime: LiteRuntime, android_ndk: str | Path | None = None) ->
         shutil.copy2(runtime.library, staging / soname)
         libs = staging / "libs"  # the wheel's lite.so looks for its own companions in $ORIGIN/libs
         libs.mkdir()
-        for companion in runtime.companions:
+        for companion in companions:
             shutil.copy2(companion, libs / companion.name)
         command = [compiler, "-O2", "-std=c++11", f"-I{runtime.include}", str(staging / "lite_runner.cc"),
                    "-o", str(staging / RUNNER_NAME), f"-L{staging}", f"-L{libs}", f"-l:{soname}",
-                   *[f"-l:{c.name}" for c in runtime.companions if "python" in c.name],
+                   *[f"-l:{c.name}" for c in companions if "python" in c.name],
                    "-Wl,-rpath,$ORIGIN:$ORIGIN/libs", "-Wl,--allow-shlib-undefined"]
         if not android_ndk and runtime.arch != "x86":
             command.append("-static-libstdc++")  # boards often carry an older libstdc++ than the cross compiler
