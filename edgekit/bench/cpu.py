@@ -117,6 +117,10 @@ def check_device(device: str) -> None:
             raise EdgekitError(f"--device {device}: this edgekit has no ssh/adb device transport; copy the bundle "
                                "to the device and run `edgekit bench BUNDLE` there, or use --device local.")
         return
+    if device.startswith("emu://"):
+        raise EdgekitError(f"--device {device}: an emulated ARM device computes the .nb's numbers but says nothing "
+                           "about its speed (qemu-user is 10-100x slower than a board); bench on the board "
+                           "(--device ssh://...) and use `edgekit validate --device emu://aarch64` for numbers.")
     raise EdgekitError(f"--device {device!r}: expected local, ssh://[user@]host[:port] or adb://SERIAL.")
 
 

@@ -119,8 +119,15 @@ class DeviceSession:
             raise EdgekitError("--end-to-end runs edgekit's own preprocessing in this process; on a device, bench "
                                "inference only (drop --end-to-end).")
         runtime = manifest["target"]["runtime"]
-        device = self.probe(runtime)
         adapter = adapter_of(manifest)
+        if adapter.runs_natively:  # .nb bundles: the native runner where a Lite runtime is registered
+            from edgekit.devices.native_device import NoLiteRuntime
+
+            try:
+                return self._native_subject(root, manifest, label, threads)
+            except NoLiteRuntime:
+                pass  # the device's own Python with paddlelite, as before
+        device = self.probe(runtime)
         arch = adapter.kernel_arch(manifest)
         if adapter.why_not_on(manifest, device["machine"]):
             raise EdgekitError(f"{root} holds Paddle Lite {arch} kernels, but {self.address} has a {device['machine']} "
@@ -137,6 +144,19 @@ class DeviceSession:
             argv = self.transport.command_argv(self.device.agent_command("serve", runtime, model, str(threads), hint))
             return ServedSubject(root, manifest, label, argv, threads, put_input, where=self.address)
         return OnceSubject(self, root, manifest, label, model, threads, hint, warmup, put_input)
+
+    def _native_subject(self, root: Path, manifest: dict, label: str, threads: int | None) -> "NativeSubject":
+        from edgekit.devices.native import NativeRunner
+        from edgekit.devices.native_device import push_native
+
+        runtime, command, machine = push_native(self.device, root / manifest["artifact"]["model_file"], manifest)
+        cores = self.shell("nproc 2>/dev/null || getconf _NPROCESSORS_ONLN", "counting CPUs").strip() or "1"
+        cpu = self.shell("grep -m1 -E '^(model name|Hardware|Model)' /proc/cpuinfo | cut -d: -f2- || true",
+                         "reading the CPU model").strip()
+        self.info = {"machine": machine, "cores": int(cores) if cores.isdigit() else 1, "cpu": cpu}
+        threads = threads or self.info["cores"]
+        runner = NativeRunner(lambda: self.transport.command_argv(f"{command} {threads}"), self.address)
+        return NativeSubject(root, manifest, label, runner, runtime.version, threads)
 
     def close(self) -> None:
         try:
@@ -172,3 +192,31 @@ class OnceSubject(Subject):
         if not reply["threads_applied"]:
             self.threads = None
         return reply["ns"]
+
+
+class NativeSubject(Subject):
+    """A .nb timed by edgekit's native Lite runner on the device: the model loaded once, each sample the
+    runner's own clock around the tensor copies and Run(), so the link is in no sample."""
+
+    def __init__(self, root: Path, manifest: dict, label: str, runner, runtime_version: str, threads: int):
+        self.root, self.manifest, self.label = root, manifest, label
+        self.runtime = manifest["target"]["runtime"]
+        self.runtime_version, self.runtime_precision, self.threads = runtime_version, "as stored", threads
+        self.notes = ["timed by edgekit's native Lite runner (C++ light API) on the device"]
+        self._runner, self._batch = runner, None
+
+    def prepare(self, batch: int) -> None:
+        self._batch = input_batch(self.manifest, batch)
+        self._runner(self._batch)  # loads the shapes once; the harness warms up on top
+
+    def run(self, iterations: int, seconds: float) -> list[int]:
+        """At least `iterations` calls and at least `seconds` of measured time, as the agent's timing loop."""
+        samples, spent = [], 0.0
+        while len(samples) < iterations or spent < seconds:
+            self._runner(self._batch)
+            samples.append(int(self._runner.last_seconds * 1e9))
+            spent += self._runner.last_seconds
+        return samples
+
+    def close(self) -> None:
+        self._runner.close()

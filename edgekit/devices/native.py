@@ -39,6 +39,7 @@ class NativeRunner:
         self.proc: subprocess.Popen | None = None
         self.stderr: list[bytes] = []
         self.device_seconds = 0.0
+        self.last_seconds = 0.0
         self.restarts = 0
 
     def _start(self) -> subprocess.Popen:
@@ -81,6 +82,7 @@ class NativeRunner:
         if status != 0:
             raise RunnerFailed(f"The native Lite runner on {self.what} failed on a batch of {len(batch)}.")
         self.device_seconds += seconds
+        self.last_seconds = seconds  # on the device's clock: the tensor copies and Run(), not the link
         return np.frombuffer(self._read(rows * cols * 4), "<f4").reshape(rows, cols).copy()
 
     def _read(self, size: int) -> bytes:

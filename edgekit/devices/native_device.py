@@ -125,19 +125,21 @@ class EmulatedDevice:
                          [EMULATED_NOTE, *_version_notes(runtime)])
 
 
-def run_remote(device, job: DeviceJob, progress: Progress = no_progress) -> DeviceRun:
-    """A Lite bundle on a RemoteDevice (ssh): copy the runner folder and the .nb, then stream batches."""
+def push_native(device, model_file: Path, manifest: dict, progress: Progress = no_progress):
+    """Copy the runner folder and the .nb to a RemoteDevice (each once, content-addressed).
+
+    Returns (Lite runtime, the shell command that starts the runner's `serve` from the login directory
+    without the THREADS argument, the device's `uname -m`)."""
     from edgekit.targets import adapter_of
     from edgekit.toolchains.native_runner import RUNNER_NAME, build_runner, runner_files
 
-    transport = device.transport
-    if not transport.streams_stdin:
+    if not device.transport.streams_stdin:
         raise EdgekitError(f"{device.address}: the native Lite runner streams tensors over the shell's stdin, "
                            "which edgekit's adb transport cannot do yet; validate .nb bundles over ssh:// "
                            "(or on emu://aarch64 for numbers).")
     machine = device._shell("uname -m", what="asking the CPU type").stdout.decode().strip()
     arch = MACHINE_ARCH.get(machine)
-    why_not = adapter_of(job.manifest).why_not_on(job.manifest, machine)
+    why_not = adapter_of(manifest).why_not_on(manifest, machine)
     if arch is None or why_not:
         raise EdgekitError(f"{device.address} is a {machine} machine: {why_not or 'no Lite runtime for it'}.")
     runtime = lite_runtime_for(arch)
@@ -152,15 +154,22 @@ def run_remote(device, job: DeviceJob, progress: Progress = no_progress) -> Devi
         for path in sorted(files, key=lambda p: p.name == RUNNER_NAME):
             _send(device, path, f"{remote_folder}/{path.relative_to(folder)}")
         device._shell(f"chmod +x {shlex.quote(remote_folder + '/' + RUNNER_NAME)}", what="marking the runner")
-    model = f"{device.base}/store/{file_sha256(job.model_file)}.nb"
+    model = f"{device.base}/store/{file_sha256(model_file)}.nb"
     if not _remote_has(device, model):
         device._shell(f"mkdir -p {shlex.quote(device.base + '/store')}", what="creating the model store")
-        _send(device, job.model_file, model)
+        _send(device, model_file, model)
     progress("push", 1, 1, None)
     command = (f"cd {shlex.quote(remote_folder)} && exec ./{RUNNER_NAME} "
-               f"{shlex.quote(_from(remote_folder, model))} serve {job.threads or 1}")
-    runner = NativeRunner(lambda: transport.command_argv(command), device.address)
-    info = {"kind": "ssh", "address": device.address, "machine": machine, "runner": remote_folder}
+               f"{shlex.quote(_from(remote_folder, model))} serve")
+    return runtime, command, machine
+
+
+def run_remote(device, job: DeviceJob, progress: Progress = no_progress) -> DeviceRun:
+    """A Lite bundle on a RemoteDevice (ssh): copy the runner folder and the .nb, then stream batches."""
+    runtime, command, machine = push_native(device, job.model_file, job.manifest, progress)
+    command += f" {job.threads or 1}"
+    runner = NativeRunner(lambda: device.transport.command_argv(command), device.address)
+    info = {"kind": "ssh", "address": device.address, "machine": machine}
     return _run_with(runner, job, progress, device.timeout, info, runtime, _version_notes(runtime))
 
 

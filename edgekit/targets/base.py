@@ -117,6 +117,10 @@ class RuntimeAdapter:
         """The route's chosen INT8 model -> the bundle's artifact; returns it and what accuracy was measured on."""
         return copy_artifact(model_file, conv.bundle), f"the bundled artifact ({self.runtime})"
 
+    def manifest_extras(self, options: dict) -> dict:
+        """Runtime-specific facts the bundle's manifest records (default: none)."""
+        return {}
+
     def write_app(self, app_dir: Path, preprocessing: dict) -> None:
         """The example app beside the model (default: the Python app, which reads preprocessing off the manifest)."""
         from edgekit.apps.python import write_python_app

@@ -73,6 +73,19 @@ class PaddleLiteAdapter(RuntimeAdapter):
         return nb, ("the quantized Paddle program (Paddle Inference, fake-quantized) that Paddle Lite's optimizer "
                     "converted; the .nb itself runs on the device only")
 
+    def manifest_extras(self, options: dict) -> dict:
+        """The optimizer's version, and the registered runtime the native runner would link for this arch:
+        a runtime of another version may warn on (2.12) or crash on (2.9/2.10) the .nb."""
+        from edgekit.toolchains import lite_runtime
+
+        arch = options.get("arch")
+        runtime = lite_runtime.registered().get(arch) if arch in ("armv8", "armv7") else None
+        record = {"optimizer": lite_runtime.OPT_VERSION, "runtime": None}
+        if runtime is not None:
+            record["runtime"] = {"arch": runtime.arch, "version": runtime.version, "path": str(runtime.root),
+                                 "matches_optimizer": runtime.version_matches}
+        return {"lite": record}
+
     def write_app(self, app_dir: Path, preprocessing: dict) -> None:
         from edgekit.export.lite import write_lite_app
 
