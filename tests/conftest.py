@@ -57,3 +57,20 @@ def peer_logits(paddleclas_peer, tmp_path_factory):
         return out
 
     return make
+
+
+def arm_emulation_available() -> bool:
+    """An armv8 Lite runtime is registered and qemu-aarch64 is installed: arm-lite builds then measure parity
+    on the .nb under emulation (otherwise they record `measured: false`)."""
+    import shutil
+
+    from edgekit.toolchains import lite_runtime
+
+    return lite_runtime.registered().get("armv8") is not None and shutil.which("qemu-aarch64") is not None
+
+
+def assert_arm_parity(parity: dict) -> None:
+    if arm_emulation_available():
+        assert parity["measured"] and parity["emulated"] and parity["passed"], parity
+    else:
+        assert parity["measured"] is False and "cannot run" in parity["reason"]

@@ -66,7 +66,8 @@ def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Pat
     start = time.perf_counter()
     names, batch = images or _sample_photos(plan)
     if runner is not None:  # emulation takes seconds per image: a handful is enough to prove the kernels
-        names, batch = names[:EMULATED_IMAGES], batch[:EMULATED_IMAGES]
+        count = EMULATED_IMAGES[plan.precision]
+        names, batch = names[:count], batch[:count]
     if source_model is not None:
         reference = _paddle_logits(source_model, batch)
         reference_name = "paddle dygraph model (source weights)"
@@ -97,7 +98,9 @@ def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Pat
     return record
 
 
-EMULATED_IMAGES = 2
+# Photos at the model's size (ResNet18 at 224: ~25 s each under qemu); INT8 compares held-out --calib images,
+# which are small and need more of them for an agreement rate.
+EMULATED_IMAGES = {"fp32": 2, "int8": 16}
 
 
 def _emulated(plan, model_file: Path):

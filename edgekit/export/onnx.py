@@ -11,10 +11,13 @@ from edgekit.errors import EdgekitError
 
 
 def paddle2onnx(model_file: Path, params_file: Path, dst: Path, opset: int = 13) -> Path:
-    """Convert with paddle2onnx; its graph optimisation uses onnxoptimizer.
+    """Convert with paddle2onnx, asking for onnxoptimizer as its graph optimiser.
 
     paddle2onnx's default optimiser (polygraphy) pip-installs packages at run
-    time and upgrades numpy behind the user's back, so it is never used.
+    time and upgrades numpy behind the user's back, so it is never used. With
+    paddle2onnx 2.1.0 the onnxoptimizer step itself never runs (its pass list
+    names a pass that does not exist, and on 3.12 onnxoptimizer is not even
+    installed): the graph is paddle2onnx's own, on either Python.
     """
     import paddle2onnx as p2o
 
