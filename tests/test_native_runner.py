@@ -20,7 +20,8 @@ from edgekit.devices import open_device
 from edgekit.devices.base import DeviceJob
 from edgekit.toolchains import lite_runtime
 
-from test_validate import start_sshd  # noqa: F401  (the real sshd fixture helper)
+from test_quantize import digits_model  # noqa: F401  (the digits-trained ResNet18 fixture, trained once)
+from test_validate import start_sshd
 
 
 def _runtime(arch: str):
@@ -29,8 +30,10 @@ def _runtime(arch: str):
     except Exception as exc:  # a broken registration is a failure, not a skip
         pytest.fail(f"the registered Lite runtimes cannot be read: {exc}")
     if runtime is None:
-        pytest.skip(f"no {arch} Paddle Lite runtime registered (set {lite_runtime.RUNTIME_ENV_VAR} to an "
-                    "inference_lite_lib.* folder; none is on any package registry)")
+        needs = ("the x86 runner takes the light API's headers from a registered runtime; " if arch == "x86"
+                 else f"no {arch} Paddle Lite runtime registered; ")
+        pytest.skip(needs + f"set {lite_runtime.RUNTIME_ENV_VAR} to an inference_lite_lib.* folder (none is on "
+                    "any package registry)")
     return runtime
 
 
@@ -117,7 +120,8 @@ def test_dropped_connection_restarts_the_runner_and_resends(x86_runner, x86_lite
 
     def progress(phase, done, total, note):
         if phase == "run" and done == 1 and not killed:  # the device's runner dies after the first batch
-            subprocess.run(["pkill", "-KILL", "-f", "edgekit-lite-runner"], check=False)
+            # This device's runner only (its command line names the device's model store).
+            subprocess.run(["pkill", "-KILL", "-f", f"edgekit-lite-runner {sshd.work_dir}/store"], check=False)
             killed.append(True)
 
     run = _ssh_device(sshd).run(job, progress)
@@ -162,3 +166,37 @@ def test_emulated_device_validates_an_nb(tmp_path):
     assert report.record["device"]["emulated"] is True
     assert report.record["reference"]["max_abs_diff"] <= 1e-4
     assert any("numbers, not speed" in note for note in report.record["notes"])
+
+
+def test_bench_over_ssh_times_the_nb_with_the_native_runner(x86_runner, x86_lite_bundle, sshd):
+    from edgekit.bench import run as bench
+
+    report = bench([str(x86_lite_bundle)], batch="1", iterations=5, duration=0.2, rounds=2, warmup=1,
+                   device=sshd.url, device_dir=str(sshd.work_dir), ssh_options=sshd.options)
+    (record,) = report.records
+    assert any("native Lite runner" in note for note in record.notes)
+    assert record.runtime_version == "v2.13-rc" and record.latency.count >= 10 and record.latency.median_ms > 0
+
+
+def test_bench_refuses_an_emulated_device(x86_lite_bundle):
+    from edgekit.bench import run as bench
+    from edgekit.errors import EdgekitError
+
+    with pytest.raises(EdgekitError, match="numbers but says nothing about its speed"):
+        bench([str(x86_lite_bundle)], device="emu://aarch64")
+
+
+@pytest.mark.heavy
+def test_int8_arm_lite_nb_validates_within_max_drop_under_emulation(digits_model, tmp_path):
+    _runtime("armv8")
+    _needs_qemu("qemu-aarch64")
+    import test_quantize
+
+    digits = digits_model[1]
+    bundle = test_quantize.build(digits_model, "arm-lite", tmp_path / "b", max_drop=0.02).path
+    manifest = read_manifest(bundle)
+    assert manifest["parity"]["emulated"] and manifest["parity"]["passed"]
+    budget = manifest["recipe"]["passes"][0]["max_drop"]
+    # The .nb itself, on 300 val images neither calibration nor accuracy control saw, against the FP32 source.
+    report = api.validate(bundle, digits.val_list, device="emu://aarch64", limit=300, batch=50, max_drop=budget)
+    assert report.record["device"]["emulated"] and report.passed, report.record["reference"]

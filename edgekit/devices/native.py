@@ -58,7 +58,12 @@ class NativeRunner:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype="<f4")
         for attempt in range(self.retries + 1):
-            if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None and self.proc.poll() is not None:  # died between batches
+                why = self._why(EOFError("the runner exited between batches"))
+                self.close()
+                self.restarts += 1
+                self.on_restart(why)
+            if self.proc is None:
                 self.proc = self._start()
             try:
                 return self._exchange(batch)
