@@ -86,6 +86,12 @@ def test_x86_runner_equals_the_toolchain_python_path_bit_for_bit(x86_runner, x86
     info = subprocess.run(["env", "-i", str(x86_runner / RUNNER_NAME), str(nb), "info"], capture_output=True,
                           text=True, timeout=60)
     assert '"lite_version": "v2.13-rc"' in info.stdout
+    timed = subprocess.run(["env", "-i", str(x86_runner / RUNNER_NAME), str(nb), "time", "1", "3", "64", "64", "2",
+                            "5", "1"], capture_output=True, text=True, timeout=120)
+    import json
+
+    record = json.loads(timed.stdout.strip().splitlines()[-1])
+    assert len(record["ms"]) == 5 and min(record["ms"]) > 0 and record["threads"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +158,18 @@ def test_arm_lite_build_measures_parity_on_the_nb_under_emulation(model, tmp_pat
     assert parity["max_rel_diff"] <= 1e-4 and parity["passed"]
 
 
-def test_emulated_device_validates_an_nb(tmp_path):
-    _runtime("armv8")
-    _needs_qemu("qemu-aarch64")
+@pytest.mark.parametrize("arch,device", [("armv8", "emu://aarch64"), ("armv7", "emu://armv7")])
+def test_emulated_device_validates_an_nb(arch, device, tmp_path):
+    _runtime(arch)
+    _needs_qemu("qemu-aarch64" if arch == "armv8" else "qemu-arm")
     from edgekit.data.digits import make_digits_dataset
     from test_build import save_weights
 
     digits = make_digits_dataset(tmp_path / "digits", size=32)
     weights = save_weights("SqueezeNet1_1", tmp_path / "w.pdparams")
     bundle = api.build("SqueezeNet1_1", "arm-lite", weights=weights, out=tmp_path / "b", num_classes=10,
-                       input_size=32).path
-    report = api.validate(bundle, digits.val_list, device="emu://aarch64", limit=20, batch=10)
+                       input_size=32, options={"arch": arch}).path
+    report = api.validate(bundle, digits.val_list, device=device, limit=20, batch=10)
     assert report.record["device"]["emulated"] is True
     assert report.record["reference"]["max_abs_diff"] <= 1e-4
     assert any("numbers, not speed" in note for note in report.record["notes"])
@@ -200,3 +207,16 @@ def test_int8_arm_lite_nb_validates_within_max_drop_under_emulation(digits_model
     # The .nb itself, on 300 val images neither calibration nor accuracy control saw, against the FP32 source.
     report = api.validate(bundle, digits.val_list, device="emu://aarch64", limit=300, batch=50, max_drop=budget)
     assert report.record["device"]["emulated"] and report.passed, report.record["reference"]
+
+
+@pytest.mark.heavy
+def test_int8_accuracy_control_can_run_on_the_nb_itself(digits_model, tmp_path):
+    _runtime("armv8")
+    _needs_qemu("qemu-aarch64")
+    import test_quantize
+
+    result = test_quantize.build(digits_model, "arm-lite", tmp_path / "b", max_drop=0.05,
+                                 options={"int8_eval": "emulated"},
+                                 recipe_overrides={"ptq.holdout_images": 64, "ptq.calibration_images": 64})
+    quant = read_manifest(result.path)["compression"]["quantization"]
+    assert quant["evaluated_on"].startswith("the .nb itself") and quant["drop"] <= 0.05

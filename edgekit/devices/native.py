@@ -101,8 +101,11 @@ class NativeRunner:
         tail = b"".join(self.stderr).decode("utf-8", "replace").strip()[-1500:]
         return f"{exc} (exit {code})" + (f":\n{tail}" if tail else "")
 
+    def __del__(self):
+        self.close()  # a runner nobody closed (an evaluator's cache) must not outlive its owner
+
     def close(self) -> None:
-        if self.proc is None:
+        if getattr(self, "proc", None) is None:
             return
         try:
             if self.proc.poll() is None:

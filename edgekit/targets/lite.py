@@ -65,11 +65,15 @@ class PaddleLiteAdapter(RuntimeAdapter):
         return _to_nb(conv, program, params)
 
     def int8_route(self, conv, program, calibration, learned_program=None):
-        # The .nb cannot run here: the quantized program is evaluated with Paddle Inference, then converted.
-        return paddle_ptq_route(conv, program, calibration, learned_program, source_adapter()), program
+        # By default the quantized program is evaluated with Paddle Inference, then converted; with
+        # `--option int8_eval=emulated` every candidate (and the FP32 model) is converted and run as a .nb.
+        evaluator = _EmulatedNb(conv) if conv.options.get("int8_eval") == "emulated" else source_adapter()
+        return paddle_ptq_route(conv, program, calibration, learned_program, evaluator), program
 
     def finish_int8(self, conv: Conversion, model_file: Path) -> tuple[Path, str]:
         nb = _to_nb(conv, model_file, model_file.with_suffix(".pdiparams"))
+        if conv.options.get("int8_eval") == "emulated":
+            return nb, "the .nb itself, on the emulated ARM device (qemu-user: numbers, not speed)"
         return nb, ("the quantized Paddle program (Paddle Inference, fake-quantized) that Paddle Lite's optimizer "
                     "converted; the .nb itself runs on the device only")
 
@@ -90,6 +94,24 @@ class PaddleLiteAdapter(RuntimeAdapter):
         from edgekit.export.lite import write_lite_app
 
         write_lite_app(app_dir, preprocessing)
+
+
+class _EmulatedNb:
+    """Opens a Paddle program as the .nb it becomes, under qemu-user: INT8 accuracy control on the .nb itself."""
+
+    def __init__(self, conv: Conversion):
+        self.arch = conv.options.get("arch", "armv8")
+        self.work = conv.work / "nb-eval"
+
+    def open(self, program: Path):
+        from edgekit.devices.native_device import emulated_runner
+        from edgekit.export.lite import paddle2lite
+
+        self.work.mkdir(parents=True, exist_ok=True)
+        nb = paddle2lite(program, program.with_suffix(".pdiparams"),
+                         self.work / f"{len(list(self.work.glob('*.nb')))}.nb", arch=self.arch)
+        runner, _ = emulated_runner(nb, "aarch64" if self.arch == "armv8" else "armv7")
+        return runner
 
 
 def _to_nb(conv: Conversion, program: Path, params: Path) -> Path:

@@ -11,6 +11,7 @@ it is. The key hashes the source, the runtime library and the compiler.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -44,10 +45,18 @@ def compiler_for(arch: str, android_ndk: str | Path | None = None) -> str:
 def check_compiler(arch: str, android_ndk: str | Path | None = None) -> str:
     """The compiler for `arch`, or an EdgekitError that says how to install it."""
     compiler = compiler_for(arch, android_ndk)
+    if shutil.which(compiler) is None and not android_ndk and _can_apt_install():
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", DEBIAN_COMPILERS[arch]],
+                       capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     if shutil.which(compiler) is None:
         raise EdgekitError(f"The {arch} native runner needs the cross compiler {compiler}, which is not on PATH: "
                            f"`sudo apt-get install {DEBIAN_COMPILERS[arch]}` (Debian/Ubuntu).")
     return compiler
+
+
+def _can_apt_install() -> bool:
+    """Root with apt-get: the cross compiler is a Debian package edgekit may install itself."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
 def build_runner(runtime: LiteRuntime, android_ndk: str | Path | None = None) -> Path:
