@@ -66,7 +66,7 @@ def photos(tmp_path_factory):
 
 
 def test_x86_runner_equals_the_toolchain_python_path_bit_for_bit(x86_runner, x86_lite_bundle):
-    from edgekit.devices.native import NativeRunner
+    from edgekit.native.runner import NativeRunner
     from edgekit.toolchains import paddle_lite
     from edgekit.toolchains.native_runner import RUNNER_NAME
 

@@ -121,7 +121,7 @@ class DeviceSession:
         runtime = manifest["target"]["runtime"]
         adapter = adapter_of(manifest)
         if adapter.runs_natively:  # .nb bundles: the native runner where a Lite runtime is registered
-            from edgekit.devices.native_device import NoLiteRuntime
+            from edgekit.native.runner import NoLiteRuntime
 
             try:
                 return self._native_subject(root, manifest, label, threads)
@@ -146,7 +146,7 @@ class DeviceSession:
         return OnceSubject(self, root, manifest, label, model, threads, hint, warmup, put_input)
 
     def _native_subject(self, root: Path, manifest: dict, label: str, threads: int | None) -> "NativeSubject":
-        from edgekit.devices.native import NativeRunner
+        from edgekit.native.runner import NativeRunner
         from edgekit.devices.native_device import push_native
 
         runtime, command, machine = push_native(self.device, root / manifest["artifact"]["model_file"], manifest)

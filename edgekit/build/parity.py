@@ -106,7 +106,7 @@ EMULATED_IMAGES = {"fp32": 2, "int8": 16}
 def _emulated(plan, model_file: Path):
     """(native runner under qemu-user, None) for an ARM .nb where an ARM Lite runtime is registered,
     else (None, why not)."""
-    from edgekit.devices.native_device import emulated_runner
+    from edgekit.native.runner import emulated_runner
 
     arch = plan.options.get("arch", "armv8")
     try:

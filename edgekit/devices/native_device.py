@@ -1,4 +1,5 @@
-"""Paddle Lite bundles on devices through the native runner: an emulated ARM device, or an ssh host.
+"""Paddle Lite bundles on devices through the native runner (edgekit.native.runner): an emulated ARM
+device, or an ssh host.
 
 `emu://aarch64` (or `emu://armv7`) runs the runner under qemu-user on this
 host with a registered ARM Lite runtime: the `.nb` itself computes, with
@@ -12,44 +13,16 @@ from __future__ import annotations
 
 import platform
 import shlex
-import shutil
 from pathlib import Path
 
 from edgekit import portable
 from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
 from edgekit.devices.local import run_pipeline
-from edgekit.devices.native import NativeRunner
+from edgekit.native.runner import (EMULATED_NOTE, EMULATOR_ALIASES, EMULATORS, MACHINE_ARCH, NativeRunner,
+                                   emulated_runner, lite_runtime_for)
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
 from edgekit.preprocessing import Preprocessing
-
-EMULATED_NOTE = "emulated: numbers, not speed (qemu-user on the build host; generic NEON kernels)"
-# emu:// names -> (Lite runtime arch, qemu-user binary, the cross toolchain's sysroot)
-EMULATORS = {"aarch64": ("armv8", "qemu-aarch64", "/usr/aarch64-linux-gnu"),
-             "armv7": ("armv7", "qemu-arm", "/usr/arm-linux-gnueabihf")}
-EMULATOR_ALIASES = {"arm64": "aarch64", "armv8": "aarch64", "armv7hf": "armv7", "arm": "armv7"}
-# `uname -m` -> the Lite runtime arch that runs there
-MACHINE_ARCH = {"aarch64": "armv8", "arm64": "armv8", "armv7l": "armv7", "armv8l": "armv7", "x86_64": "x86"}
-
-
-class NoLiteRuntime(EdgekitError):
-    """No Lite runtime is registered for the arch: a remote device falls back to the Python agent."""
-
-
-def lite_runtime_for(arch: str):
-    from edgekit.toolchains import lite_runtime
-
-    runtime = lite_runtime.find(arch)
-    if runtime is None:
-        how = ("x86 runner needs the light API's headers: register any Lite runtime directory first"
-               if arch == "x86" else f"register the {arch} Lite runtime your app links")
-        raise NoLiteRuntime(
-            f"No Paddle Lite runtime for {arch} is registered, and the native runner links one ({how}): "
-            "`edgekit toolchain register-lite-runtime DIR` with the inference_lite_lib.* folder of a Paddle Lite "
-            f"{lite_runtime.OPT_VERSION} release, or build one: `edgekit toolchain build-lite-runtime "
-            f"PADDLE_LITE_SOURCE --arch {arch if arch != 'x86' else 'armv8'}` (see the README).")
-    return runtime
-
 
 def _version_notes(runtime) -> list[str]:
     if runtime.version_matches:
@@ -85,20 +58,6 @@ def _check_lite_bundle(job: DeviceJob, where: str) -> None:
     if not adapter_of(job.manifest).runs_natively:
         raise EdgekitError(f"{where} runs Paddle Lite (.nb) bundles only; this bundle is for "
                            f"{job.runtime}. Validate it locally or on an ssh device instead.")
-
-
-def emulated_runner(model_file: Path, name: str = "aarch64", threads: int = 1) -> tuple[NativeRunner, object]:
-    """(runner, Lite runtime) for a .nb under qemu-user; NoLiteRuntime or EdgekitError when this host cannot."""
-    from edgekit.toolchains.native_runner import RUNNER_NAME, build_runner
-
-    arch, qemu, sysroot = EMULATORS[name]
-    if shutil.which(qemu) is None or not Path(sysroot).is_dir():
-        package = "g++-aarch64-linux-gnu" if arch == "armv8" else "g++-arm-linux-gnueabihf"
-        raise EdgekitError(f"emu://{name} needs {qemu} and the {sysroot} sysroot: "
-                           f"`sudo apt-get install qemu-user {package}`.")
-    runtime = lite_runtime_for(arch)
-    argv = [qemu, "-L", sysroot, str(build_runner(runtime) / RUNNER_NAME), str(model_file), "serve", str(threads)]
-    return NativeRunner(lambda: argv, f"emu://{name}"), runtime
 
 
 class EmulatedDevice:

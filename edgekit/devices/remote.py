@@ -189,7 +189,8 @@ class RemoteDevice:
         self.transport.check()
         try:
             if adapter_of(job.manifest).runs_natively:  # .nb bundles: the native runner, no Python needed
-                from edgekit.devices.native_device import NoLiteRuntime, run_remote
+                from edgekit.devices.native_device import run_remote
+                from edgekit.native.runner import NoLiteRuntime
 
                 try:
                     return run_remote(self, job, progress)

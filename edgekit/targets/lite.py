@@ -104,7 +104,7 @@ class _EmulatedNb:
         self.work = conv.work / "nb-eval"
 
     def open(self, program: Path):
-        from edgekit.devices.native_device import emulated_runner
+        from edgekit.native.runner import emulated_runner
         from edgekit.export.lite import paddle2lite
 
         self.work.mkdir(parents=True, exist_ok=True)

@@ -1,19 +1,21 @@
-"""Devices that run Paddle Lite bundles with edgekit's native runner: no Python needed where the model runs.
+"""Talking to edgekit's native Lite runner: `NativeRunner(batch) -> outputs`, like any opened runtime.
 
-The host decodes and preprocesses every image exactly as on the local device
-(`run_pipeline`), sends float32 batches to the runner over its stdin and reads
-the outputs back, so every number is computed on the host from the Lite
-kernels' outputs. The runner is started through a command that differs per
-device: directly (x86), under qemu-user (`emu://aarch64`), or over ssh.
+The host decodes and preprocesses every image (edgekit.devices runs the same
+pipeline as on the local device), sends float32 batches to the runner over its
+stdin and reads the outputs back, so every number is computed on the host from
+the Lite kernels' outputs. The runner is started through a command that differs
+per device: directly (x86), under qemu-user (`emulated_runner`), or over ssh.
 A dropped connection restarts the runner and resends the batch in flight.
 """
 
 from __future__ import annotations
 
+import shutil
 import struct
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -118,3 +120,45 @@ class NativeRunner:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+EMULATED_NOTE = "emulated: numbers, not speed (qemu-user on the build host; generic NEON kernels)"
+# emu:// names -> (Lite runtime arch, qemu-user binary, the cross toolchain's sysroot)
+EMULATORS = {"aarch64": ("armv8", "qemu-aarch64", "/usr/aarch64-linux-gnu"),
+             "armv7": ("armv7", "qemu-arm", "/usr/arm-linux-gnueabihf")}
+EMULATOR_ALIASES = {"arm64": "aarch64", "armv8": "aarch64", "armv7hf": "armv7", "arm": "armv7"}
+# `uname -m` -> the Lite runtime arch that runs there
+MACHINE_ARCH = {"aarch64": "armv8", "arm64": "armv8", "armv7l": "armv7", "armv8l": "armv7", "x86_64": "x86"}
+
+
+class NoLiteRuntime(EdgekitError):
+    """No Lite runtime is registered for the arch: a remote device falls back to the Python agent."""
+
+
+def lite_runtime_for(arch: str):
+    from edgekit.toolchains import lite_runtime
+
+    runtime = lite_runtime.find(arch)
+    if runtime is None:
+        how = ("x86 runner needs the light API's headers: register any Lite runtime directory first"
+               if arch == "x86" else f"register the {arch} Lite runtime your app links")
+        raise NoLiteRuntime(
+            f"No Paddle Lite runtime for {arch} is registered, and the native runner links one ({how}): "
+            "`edgekit toolchain register-lite-runtime DIR` with the inference_lite_lib.* folder of a Paddle Lite "
+            f"{lite_runtime.OPT_VERSION} release, or build one: `edgekit toolchain build-lite-runtime "
+            f"PADDLE_LITE_SOURCE --arch {arch if arch != 'x86' else 'armv8'}` (see the README).")
+    return runtime
+
+
+def emulated_runner(model_file: Path, name: str = "aarch64", threads: int = 1) -> tuple[NativeRunner, object]:
+    """(runner, Lite runtime) for a .nb under qemu-user; NoLiteRuntime or EdgekitError when this host cannot."""
+    from edgekit.toolchains.native_runner import RUNNER_NAME, build_runner
+
+    arch, qemu, sysroot = EMULATORS[name]
+    if shutil.which(qemu) is None or not Path(sysroot).is_dir():
+        package = "g++-aarch64-linux-gnu" if arch == "armv8" else "g++-arm-linux-gnueabihf"
+        raise EdgekitError(f"emu://{name} needs {qemu} and the {sysroot} sysroot: "
+                           f"`sudo apt-get install qemu-user {package}`.")
+    runtime = lite_runtime_for(arch)
+    argv = [qemu, "-L", sysroot, str(build_runner(runtime) / RUNNER_NAME), str(model_file), "serve", str(threads)]
+    return NativeRunner(lambda: argv, f"emu://{name}"), runtime
