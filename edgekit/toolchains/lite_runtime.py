@@ -211,8 +211,14 @@ def build_from_source(source: str | Path, arch: str, jobs: int | None = None, lo
                                "--with_exception=ON"], cwd=source, env=env, stdout=out, stderr=subprocess.STDOUT)
     built = source / f"build.lite.linux.{lite_arch}.gcc" / "inference_lite_lib.armlinux.{}".format(lite_arch)
     if proc.returncode != 0 or not built.is_dir():
+        hint = ""
+        if arch == "armv7" and log and "impossible constraints" in Path(log).read_text(errors="replace"):
+            # Seen with Paddle-Lite 2.13-rc and Debian's GCC 11 and 12 cross compilers.
+            hint = (" Paddle-Lite's 32-bit ARM inline assembly (conv3x3s1_depthwise_int8.cc) does not compile with "
+                    "GCC 11 or newer; use the inference_lite_lib.armlinux.armv7hf archive of a Paddle Lite release "
+                    "(`edgekit toolchain register-lite-runtime DIR`), or an older GCC.")
         raise EdgekitError(f"Building the {arch} Lite runtime in {source} failed (exit {proc.returncode})"
-                           + (f"; see {log}." if log else "."))
+                           + (f"; see {log}." if log else ".") + hint)
     return register(built)
 
 
