@@ -18,11 +18,12 @@ from pathlib import Path
 from edgekit import portable
 from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
 from edgekit.devices.local import run_pipeline
-from edgekit.native.runner import (EMULATED_NOTE, EMULATOR_ALIASES, EMULATORS, MACHINE_ARCH, NativeRunner,
-                                   emulated_runner, lite_runtime_for)
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
+from edgekit.native.runner import (EMULATED_NOTE, EMULATOR_ALIASES, EMULATORS, MACHINE_ARCH, NativeRunner,
+                                   emulated_runner, lite_runtime_for)
 from edgekit.preprocessing import Preprocessing
+
 
 def _version_notes(runtime) -> list[str]:
     if runtime.version_matches:
@@ -67,7 +68,7 @@ class EmulatedDevice:
         if name not in EMULATORS:
             raise EdgekitError(f"--device {spec!r}: edgekit emulates {', '.join(f'emu://{n}' for n in EMULATORS)}.")
         self.name, self.timeout = name, timeout
-        self.arch, self.qemu, self.sysroot = EMULATORS[name]
+        self.qemu = EMULATORS[name][1]
         self.address = f"emu://{name}"
 
     def run(self, job: DeviceJob, progress: Progress = no_progress) -> DeviceRun:
