@@ -120,7 +120,8 @@ class DeviceSession:
                                "inference only (drop --end-to-end).")
         runtime = manifest["target"]["runtime"]
         adapter = adapter_of(manifest)
-        if adapter.runs_natively:  # .nb bundles: the native runner where a Lite runtime is registered
+        # .nb bundles: the native runner where a Lite runtime is registered (ssh; adb has no stdin stream)
+        if adapter.runs_natively and self.transport.streams_stdin:
             from edgekit.native.runner import NoLiteRuntime
 
             try:

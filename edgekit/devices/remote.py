@@ -188,7 +188,8 @@ class RemoteDevice:
 
         self.transport.check()
         try:
-            if adapter_of(job.manifest).runs_natively:  # .nb bundles: the native runner, no Python needed
+            # .nb bundles: the native runner, no Python needed (it streams over stdin: ssh, not adb yet)
+            if adapter_of(job.manifest).runs_natively and self.transport.streams_stdin:
                 from edgekit.devices.native_device import run_remote
                 from edgekit.native.runner import NoLiteRuntime
 
