@@ -97,10 +97,7 @@ def _read_legacy(program_file: Path):
 
 
 def _read_pir(program_file: Path):
-    try:
-        ops = json.loads(program_file.read_text(encoding="utf-8"))["program"]["regions"][0]["blocks"][0]["ops"]
-    except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
-        raise EdgekitError(f"{program_file} is not a Paddle 3 PIR program (inference.json): {exc}") from None
+    ops = _pir_ops(program_file)
     feeds = [op for op in ops if op.get("#") == "1.data"]
     fetches = [op for op in ops if op.get("#") == "1.fetch"]
     _one_each(program_file, len(feeds), len(fetches))
@@ -111,6 +108,14 @@ def _read_pir(program_file: Path):
     head = kind if kind in HEADS else None
     return (_attribute(feeds[0], "name"), _shape(_outputs(feeds[0])[0]), _attribute(fetches[0], "name"),
             _shape(_outputs(fetches[0])[0]), head)
+
+
+def _pir_ops(program_file: Path) -> list[dict]:
+    """The ops of a PIR program's top block."""
+    try:
+        return json.loads(program_file.read_text(encoding="utf-8"))["program"]["regions"][0]["blocks"][0]["ops"]
+    except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
+        raise EdgekitError(f"{program_file} is not a Paddle 3 PIR program (inference.json): {exc}") from None
 
 
 def _one_each(program_file: Path, feeds: int, fetches: int) -> None:
@@ -147,7 +152,7 @@ def pir_parameters_in_use_order(program_file: Path) -> list[tuple[str, tuple[int
     whatever names each export gave them, so this order pairs a directory's
     parameters with the zoo network's.
     """
-    ops = json.loads(program_file.read_text(encoding="utf-8"))["program"]["regions"][0]["blocks"][0]["ops"]
+    ops = _pir_ops(program_file)
     parameters = {}
     for op in ops:
         if op.get("#") == "p":
