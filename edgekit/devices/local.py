@@ -46,6 +46,20 @@ def run_pipeline(images, pp: Preprocessing, infer, batch: int, workers: int | No
     return stats, None
 
 
+def run_here(job: DeviceJob, infer, progress: Progress, timeout: float | None, *, device: dict,
+             runtime: dict) -> DeviceRun:
+    """Decode and preprocess the job's images on this host and classify them with `infer` (a runtime opened
+    here, or one that runs elsewhere and takes tensors, like the native Lite runner)."""
+    pp = Preprocessing.from_dict(job.manifest["preprocessing"])
+    collector = BatchCollector()
+    stats, stopped = run_pipeline(job.images, pp, infer, job.batch, job.workers, collector, progress,
+                                  timeout=timeout)
+    positions, logits = collector.arrays(job.manifest["model"]["num_classes"])
+    return DeviceRun(positions=positions, logits=logits, failures=collector.failures, done=collector.done,
+                     seconds=stats["seconds"], infer_seconds=stats["infer_seconds"], device=device,
+                     runtime=runtime, partial=stopped is not None, partial_reason=stopped)
+
+
 class LocalDevice:
     address = "local"
 
@@ -55,13 +69,6 @@ class LocalDevice:
     def run(self, job: DeviceJob, progress: Progress = no_progress) -> DeviceRun:
         options = {"threads": job.threads} if job.threads else {}
         backend = adapter_of(job.manifest).open(job.model_file, **options)
-        pp = Preprocessing.from_dict(job.manifest["preprocessing"])
-        collector = BatchCollector()
-        stats, stopped = run_pipeline(job.images, pp, backend, job.batch, job.workers, collector, progress,
-                                      timeout=self.timeout)
-        positions, logits = collector.arrays(job.manifest["model"]["num_classes"])
-        return DeviceRun(positions=positions, logits=logits, failures=collector.failures, done=collector.done,
-                         seconds=stats["seconds"], infer_seconds=stats["infer_seconds"],
-                         device={"kind": "local", "address": "local", **portable.device_info()},
-                         runtime={"name": job.runtime, "version": backend.version, "precision": backend.precision},
-                         partial=stopped is not None, partial_reason=stopped)
+        return run_here(job, backend, progress, self.timeout,
+                        device={"kind": "local", "address": "local", **portable.device_info()},
+                        runtime={"name": job.runtime, "version": backend.version, "precision": backend.precision})

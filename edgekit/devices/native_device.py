@@ -16,13 +16,12 @@ import shlex
 from pathlib import Path
 
 from edgekit import portable
-from edgekit.devices.base import BatchCollector, DeviceJob, DeviceRun, Progress, no_progress
-from edgekit.devices.local import run_pipeline
+from edgekit.devices.base import DeviceJob, DeviceRun, Progress, no_progress
+from edgekit.devices.local import run_here
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
 from edgekit.native.runner import (EMULATED_NOTE, EMULATOR_ALIASES, EMULATORS, MACHINE_ARCH, NativeRunner,
                                    emulated_runner, lite_runtime_for)
-from edgekit.preprocessing import Preprocessing
 
 
 def _version_notes(runtime) -> list[str]:
@@ -36,21 +35,16 @@ def _version_notes(runtime) -> list[str]:
 
 def _run_with(runner: NativeRunner, job: DeviceJob, progress: Progress, timeout, device: dict, runtime,
               notes: list[str]) -> DeviceRun:
-    pp = Preprocessing.from_dict(job.manifest["preprocessing"])
-    collector = BatchCollector()
     try:
-        stats, stopped = run_pipeline(job.images, pp, runner, job.batch, job.workers, collector, progress,
-                                      timeout=timeout)
+        run = run_here(job, runner, progress, timeout, device=device,
+                       runtime={"name": job.runtime, "version": runtime.version, "precision": "as stored",
+                                "runner": "edgekit native Lite runner (C++)"})
     finally:
         runner.close()
     if runner.restarts:
         notes.append(f"the runner was restarted {runner.restarts} time(s) after a dropped connection")
-    positions, logits = collector.arrays(job.manifest["model"]["num_classes"])
-    return DeviceRun(positions=positions, logits=logits, failures=collector.failures, done=collector.done,
-                     seconds=stats["seconds"], infer_seconds=stats["infer_seconds"], device=device,
-                     runtime={"name": job.runtime, "version": runtime.version, "precision": "as stored",
-                              "runner": "edgekit native Lite runner (C++)"},
-                     partial=stopped is not None, partial_reason=stopped, notes=notes)
+    run.notes.extend(notes)
+    return run
 
 
 def _check_lite_bundle(job: DeviceJob, where: str) -> None:
