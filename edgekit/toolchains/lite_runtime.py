@@ -19,6 +19,7 @@ registered runtime or source checkout of the same version.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -103,8 +104,21 @@ def inspect(directory: str | Path) -> LiteRuntime:
     arch = elf_arch(library)
     if arch is None:
         raise EdgekitError(f"{library} is not a shared library for a CPU edgekit knows (armv8, armv7, x86).")
+    version, sha256 = _library_facts(library)
     return LiteRuntime(arch=arch, root=root, include=include, library=library, companions=(),
-                       version=library_version(library), sha256=file_sha256(library))
+                       version=version, sha256=sha256)
+
+
+def _library_facts(library: Path) -> tuple[str, str]:
+    """(version, sha256) of a runtime library: read once per file state, not on every lookup (registered()
+    runs for every Lite build, emulated run and doctor, and the libraries are tens of MB)."""
+    stat = library.stat()
+    return _facts_of(str(library), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _facts_of(path: str, size: int, mtime_ns: int) -> tuple[str, str]:
+    return library_version(Path(path)), file_sha256(Path(path))
 
 
 def registry_file() -> Path:
@@ -174,15 +188,16 @@ def x86_runtime() -> LiteRuntime | None:
         return None
     # libpython3.9 joins these when the runner is built (edgekit.toolchains.native_runner).
     companions = tuple(sorted((lite_so.parent / "libs").glob("*.so")))
+    version, sha256 = _library_facts(lite_so)
     return LiteRuntime(arch="x86", root=lite_so.parent, include=include, library=lite_so, companions=companions,
-                       version=library_version(lite_so), sha256=file_sha256(lite_so))
+                       version=version, sha256=sha256)
 
 
 def status() -> list[dict]:
     """What `edgekit doctor` and `edgekit toolchain list` show about Lite runtimes."""
-    rows = []
+    rows, runtimes = [], registered()
     for arch in ("armv8", "armv7"):
-        runtime = registered().get(arch)
+        runtime = runtimes.get(arch)
         rows.append({"arch": arch, "path": str(runtime.root) if runtime else None,
                      "version": runtime.version if runtime else None,
                      "matches_optimizer": runtime.version_matches if runtime else None})
