@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from edgekit.cli.console import console, err_console, handle_errors
+from edgekit.cli.console import console, err_console, handle_errors, write_json
 from edgekit.cli.options import parse_pairs
 
 
@@ -57,8 +55,7 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
                            progress=lambda step: status.update(f"[bold]{step}[/] ..."))
     manifest = result.manifest
     if as_json:
-        json.dump(manifest, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        write_json(manifest)
         return
     table = Table(title=f"built {result.path}")
     for col in ("step", "seconds", "output", "size (MB)"):
@@ -88,8 +85,7 @@ def list_targets_cmd(as_json: bool = typer.Option(False, "--json", help="Print t
 
     targets = api.targets()
     if as_json:
-        json.dump([t.model_dump() for t in targets], sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        write_json([t.model_dump() for t in targets])
         return
     table = Table(title="edgekit targets")
     for col in ("target", "format", "runtime", "precisions", "options", "runs here"):

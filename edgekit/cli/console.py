@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 
 import typer
@@ -42,3 +43,9 @@ def fmt(value, digits: int = 3) -> str:
 def pct(value) -> str:
     """A fraction as a percentage with two decimals, None as a dash."""
     return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def write_json(value, ensure_ascii: bool = True) -> None:
+    """What --json prints: `value` as indented JSON on stdout, one trailing newline."""
+    json.dump(value, sys.stdout, indent=1, ensure_ascii=ensure_ascii)
+    sys.stdout.write("\n")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
 
 import typer
 from rich.table import Table
 
-from edgekit.cli.console import console, err_console, fmt, handle_errors
+from edgekit.cli.console import console, err_console, fmt, handle_errors, write_json
 
 
 def register(app: typer.Typer) -> None:
@@ -25,8 +23,7 @@ def demo(out: str = typer.Option("demo-out", help="Output directory: data, model
     # The demo's step log goes to stderr verbatim: it is plain text, not rich markup.
     result = api.demo(out, force=force, log=lambda line: err_console.print(line, highlight=False, markup=False))
     if as_json:
-        json.dump(result.to_dict(), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        write_json(result.to_dict())
         return
     models = Table(title="models trained on the digits")
     for col in ("role", "model", "epochs", "val top-1"):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from edgekit.cli.console import console, handle_errors
+from edgekit.cli.console import console, handle_errors, write_json
 
 
 def register(app: typer.Typer) -> None:
@@ -24,8 +22,7 @@ def recipes_cmd(name: Optional[str] = typer.Argument(None, help="Show one recipe
 
     recipes = [api.recipe(name)] if name else api.recipes()
     if as_json:
-        json.dump([r.to_manifest() | {"description": r.description} for r in recipes], sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        write_json([r.to_manifest() | {"description": r.description} for r in recipes])
         return
     table = Table(title="edgekit recipes" if not name else f"recipe {recipes[0].name} ({recipes[0].source})")
     for col in ("recipe", "precision", "passes", "needs", "description"):

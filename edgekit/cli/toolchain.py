@@ -3,13 +3,11 @@ ARM Lite runtimes the native runner links (`register-lite-runtime`, `build-lite-
 
 from __future__ import annotations
 
-import json
-import sys
 
 import typer
 from rich.table import Table
 
-from edgekit.cli.console import console, err_console, handle_errors
+from edgekit.cli.console import console, err_console, handle_errors, write_json
 
 toolchain_app = typer.Typer(no_args_is_help=True, help="External toolchains edgekit provisions (Paddle Lite).")
 
@@ -26,8 +24,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the checks 
 
     checks = api.doctor()
     if as_json:
-        json.dump([c.to_dict() for c in checks], sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        write_json([c.to_dict() for c in checks])
     else:
         table = Table(title="edgekit doctor")
         for col in ("component", "role", "status", "version", "detail"):

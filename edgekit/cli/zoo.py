@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from edgekit.cli.console import console, fmt, handle_errors
+from edgekit.cli.console import console, fmt, handle_errors, write_json
 
 zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: every PaddleClas model of the seed pages.")
 
@@ -27,8 +26,7 @@ def zoo_list(family: Optional[str] = typer.Option(None, help="Only this family (
 
     cards = api.zoo_cards(family)
     if as_json:
-        json.dump([c.to_dict() for c in cards], sys.stdout, indent=1, ensure_ascii=False)
-        sys.stdout.write("\n")
+        write_json([c.to_dict() for c in cards], ensure_ascii=False)
         return
     table = Table(title=f"edgekit zoo ({len(cards)} models)")
     table.add_column("model", no_wrap=True)
