@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgekit import portable
 from edgekit import agent
+from edgekit.scratch import scratch_dir
 
 AGENT_SCRIPT = "agent.py"
 
@@ -40,7 +41,7 @@ def local_agent() -> Path:
     """agent.py in a directory of this host's temp dir, with its portable.py; written once, atomically."""
     final = Path(tempfile.gettempdir()) / f"edgekit-{agent_dirname()}"
     if not (final / AGENT_SCRIPT).is_file():
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        staging = scratch_dir(f".{final.name}", final.parent)
         for name, content in agent_sources().items():
             (staging / name).write_bytes(content)
         try:

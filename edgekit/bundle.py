@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
+from edgekit.scratch import scratch_dir, sweep
+from edgekit.userfiles import prepare_parent
 
 MANIFEST = "edgekit.json"
 SCHEMA_VERSION = 1
@@ -70,13 +71,14 @@ def atomic_directory(dst: Path, force: bool) -> Iterator[Path]:
     if dst.exists() and not force:
         raise EdgekitError(f"Output directory {dst} already exists; pass --force to replace it, "
                            "or choose another --out.")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+    prepare_parent(dst, "--out")
+    sweep(dst.parent, f".{dst.name}.old-")  # a build killed between its two renames
+    tmp = scratch_dir(f".{dst.name}.partial", dst.parent)
     tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     try:
         yield tmp
         if dst.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+            old = scratch_dir(f".{dst.name}.old", dst.parent)
             dst.rename(old / "bundle")
             tmp.rename(dst)
             shutil.rmtree(old, ignore_errors=True)

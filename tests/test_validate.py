@@ -357,7 +357,7 @@ def test_tampered_bundle_is_refused_before_anything_runs(onnx_bundle, digits, tm
     (["--max-drop", "2"], "--max-drop 2 is a fraction of top-1"),
     (["--device", "ftp://x"], "is not a device address"),
     (["--device", "ssh://"], "is not an ssh address"),
-    (["--data", "nowhere.txt"], "Dataset nowhere.txt does not exist"),
+    (["--data", "nowhere.txt"], "--data nowhere.txt does not exist"),
     (["--reference", "nowhere"], "--reference nowhere is not a bundle directory"),
     (["--x86-lite", "nowhere"], "--x86-lite stands in for an arm-lite bundle"),
     (["--report", "no/such/dir/r.json"], "folder no/such/dir does not exist"),

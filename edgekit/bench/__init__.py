@@ -13,7 +13,6 @@ the runtime and precision that actually ran); tables, JSON, CSV and plots
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,6 +20,7 @@ from edgekit.bench.cpu import CpuBenchConfig, check_device, parse_batches, run_c
 from edgekit.bench.records import BenchReport, CpuRecord
 from edgekit.bench.stats import LatencyStats
 from edgekit.errors import EdgekitError, suggest
+from edgekit.scratch import scratch_dir
 
 __all__ = ["run", "reference_report", "BenchReport", "CpuRecord", "CpuBenchConfig", "LatencyStats", "parse_batches"]
 
@@ -114,7 +114,7 @@ def run(targets: Sequence[str] = (), *, target: str | Sequence[str] | None = Non
         raise EdgekitError("--target builds zoo models before benching; give a model name (e.g. ResNet50 "
                            "--target onnx) or drop --target when benching bundle directories.")
     builds = [(m, t, p) for m in models for t in target_names for p in precisions]
-    work = Path(tempfile.mkdtemp(prefix="edgekit-bench-build-")) if builds else None
+    work = scratch_dir("edgekit-bench-build") if builds else None
     try:
         from edgekit.build import plan_build, run_build
 

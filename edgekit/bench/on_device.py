@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit import children
 from edgekit.bench.host import HostInfo
 from edgekit.bench.subjects import ServedSubject, Subject, actual_precision, input_batch, open_bundle
 from edgekit.errors import EdgekitError
@@ -53,7 +54,7 @@ class DeviceSession:
 
     def shell(self, command: str, what: str, timeout: float = TIMEOUT_S) -> str:
         try:
-            proc = subprocess.run(self.transport.command_argv(command), capture_output=True, timeout=timeout)
+            proc = children.run(self.transport.command_argv(command), capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise EdgekitError(f"On {self.address}, {what} timed out after {timeout:.0f} s.") from None
         stderr = proc.stderr.decode("utf-8", "replace")

@@ -10,13 +10,13 @@ MatMul built with onnx.helper, Paddle Inference on a one-op Paddle program.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.portable import timed_loop
+from edgekit.scratch import scratch_dir
 from edgekit.targets import adapter_for
 
 # 2 x 1024^3 = 2.1 GFLOP per call: long enough to time, short enough for a quick --peak.
@@ -111,7 +111,7 @@ def measure_peak(runtime: str, precision: str, threads: int, seconds: float = 1.
     runtime = stand_in
     if precision not in _supported(runtime):
         return None
-    work = Path(tempfile.mkdtemp(prefix="edgekit-peak-"))
+    work = scratch_dir("edgekit-peak")
     try:
         call = _gemm_call(runtime, precision, threads, work, n)
         timed_loop(call, 2, 0.0)  # warm-up: kernel selection, first-touch allocation

@@ -21,10 +21,12 @@ from typing import Callable
 
 import numpy as np
 
+from edgekit import children
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.errors import EdgekitError
 from edgekit.portable import timed_loop
 from edgekit.preprocessing import Preprocessing
+from edgekit.scratch import scratch_dir
 from edgekit.targets import adapter_of
 # What the runtimes' own precision labels mean, in one vocabulary.
 _PRECISION_NAMES = {"float32": "f32", "f32": "f32", "bf16": "bf16", "bfloat16": "bf16", "f16": "f16",
@@ -128,7 +130,7 @@ class InProcessSubject(Subject):
         from edgekit.data.samples import sample_photos
 
         if self._images_dir is None:
-            self._images_dir = Path(tempfile.mkdtemp(prefix="edgekit-bench-images-"))
+            self._images_dir = scratch_dir("edgekit-bench-images")
             for name, image in sample_photos().items():
                 cv2.imwrite(str(self._images_dir / f"{name}.jpg"), image[:, :, ::-1])
         return sorted(self._images_dir.glob("*.jpg"))
@@ -166,7 +168,7 @@ class ServedSubject(Subject):
         self._put_input = put_input
         self._where = where
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+        self._proc = children.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                       text=True, env=env)
         hello = self._reply("starting")
         self.runtime_version = hello.get("runtime_version", "")
@@ -224,7 +226,7 @@ def open_helper_subject(root: Path, manifest: dict, label: str, threads: int) ->
 
     model_file = root / manifest["artifact"]["model_file"]
     python, env = adapter_of(manifest).helper_interpreter(root, model_file)
-    work = Path(tempfile.mkdtemp(prefix="edgekit-bench-helper-"))
+    work = scratch_dir("edgekit-bench-helper")
 
     def put_input(batch: int, array: np.ndarray) -> str:
         np.save(work / f"batch{batch}.npy", array)

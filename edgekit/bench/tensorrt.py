@@ -17,7 +17,6 @@ output parsing), `tensorrt_python` (the Python API path), `tensorrt_timing`
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,6 +29,7 @@ from edgekit.bench.tensorrt_tools import check_gpu_tools
 from edgekit.bench.tensorrt_trtexec import (parse_trtexec_output, run_trtexec, trtexec_build_command,
                                             trtexec_run_command)
 from edgekit.errors import EdgekitError
+from edgekit.scratch import scratch_dir
 
 __all__ = ["run_gpu_bench", "GpuRecord", "GPU_PRECISIONS"]
 
@@ -122,7 +122,7 @@ def run_gpu_bench(target: str, gpu: str, precisions: Sequence[str] | None = None
     if size != card.crop_size:
         warnings.append(f"{target} runs at {size}x{size}, not the card's {card.crop_size}x{card.crop_size} crop the "
                         "seed measured; the reference column is not comparable.")
-    work = Path(tempfile.mkdtemp(prefix="edgekit-trt-"))
+    work = scratch_dir("edgekit-trt")
     records: list[GpuRecord] = []
     try:
         if onnx is None:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from edgekit import children
 from edgekit.errors import EdgekitError
 
 # NVIDIA's TensorRT containers keep trtexec here, off PATH.
@@ -31,7 +32,7 @@ def detect_gpus() -> list[str]:
     if smi is None:
         return []
     try:
-        proc = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+        proc = children.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
                               timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return []

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
+from edgekit import children
 from edgekit.bench.tensorrt_timing import TimingSummary, TrtMeasurement
 from edgekit.errors import EdgekitError
 
@@ -85,7 +86,7 @@ def parse_trtexec_output(text: str) -> TrtMeasurement:
 
 def run_trtexec(cmd: list[str], what: str) -> str:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        proc = children.run(cmd, capture_output=True, text=True, timeout=3600)
     except subprocess.TimeoutExpired:
         raise EdgekitError(f"trtexec did not finish {what} within an hour: {' '.join(cmd)}") from None
     output = proc.stdout + proc.stderr

@@ -45,6 +45,7 @@ def resolve_recipe(recipe: str | Path | None, precision: str, *, calib_limit: in
             raise EdgekitError(f"--precision {precision} contradicts recipe {resolved.name!r} ({resolved.source}), "
                                f"which makes a {resolved.precision} model; drop --precision or pick another recipe.")
     flags = dict(overrides or {})
+    origins = {key: f"--recipe-set {key}" for key in flags}
     quant = resolved.quantization
     for flag, key, value in (("--max-drop", "max_drop", max_drop), ("--calib-limit", "calibration_images",
                                                                       calib_limit)):
@@ -54,7 +55,8 @@ def resolve_recipe(recipe: str | Path | None, precision: str, *, calib_limit: in
             raise EdgekitError(f"{flag} applies to INT8 recipes; recipe {resolved.name!r} ({resolved.source}) "
                                "has no quantization pass.")
         flags[f"{quant.kind}.{key}"] = value
-    return with_overrides(resolved, flags)
+        origins[f"{quant.kind}.{key}"] = flag
+    return with_overrides(resolved, flags, origins)
 
 
 def plan_compression(recipe: Recipe, adapter: RuntimeAdapter, calib: str | Path | None, *, num_classes: int,

@@ -74,6 +74,7 @@ def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Pat
     else:
         reference = source_adapter().open(program)(batch)
         reference_name = f"Paddle Inference on {program.name}"
+    check_source_outputs(reference, plan)
     if runner is not None:
         try:
             candidate = runner(batch)
@@ -89,13 +90,34 @@ def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Pat
     failures = within(metrics, tolerance)
     steps.add("parity check", time.perf_counter() - start, model_file)
     record = {"measured": True, "reference": reference_name, "runtime": target.runtime,
-              "runtime_precision": runtime_precision, **emulated, "images": names, **metrics,
+              "runtime_precision": runtime_precision, **emulated, "images": names, "compared": int(len(batch)),
+              **metrics,
               "tolerance": tolerance.model_dump(), "passed": not failures}
     if failures:
         raise EdgekitError(f"Parity check failed for {plan.model} -> {target.name} ({plan.precision}): "
                            f"{'; '.join(failures)} on {len(batch)} images ({', '.join(names)[:80]}). The exported "
                            "model does not compute what the Paddle model computes; nothing was written.")
     return record
+
+
+def check_source_outputs(reference: np.ndarray, plan) -> None:
+    """The source model's own outputs must be usable before an artifact is blamed for differing from them.
+
+    A network fed images smaller than its downsampling allows (SqueezeNet at 16 px) outputs NaN, or the
+    same numbers for every image; that is the input size's fault, not the converter's.
+    """
+    size = plan.preprocessing.crop
+    if not np.isfinite(reference).all():
+        bad = int((~np.isfinite(reference)).any(axis=1).sum())
+        problem = f"outputs NaN or infinity for {bad} of {len(reference)} images"
+    elif len(reference) > 1 and np.ptp(reference, axis=0).max() == 0.0:
+        problem = f"outputs exactly the same numbers for all {len(reference)} different images"
+    else:
+        return
+    raise EdgekitError(f"The Paddle source model {plan.model} itself {problem} at {size}x{size} input, so there "
+                       "is nothing to check the export against: the network cannot take images this small (or its "
+                       f"weights are broken). Build with a larger --input-size (the model card's is "
+                       f"{plan.card.preprocessing.crop}), or check --weights / --inference-model.")
 
 
 # Photos at the model's size (ResNet18 at 224: ~25 s each under qemu); INT8 compares held-out --calib images,

@@ -17,6 +17,7 @@ from edgekit.build.compression import CompressionPlan, plan_compression, resolve
 from edgekit.compress.recipes import Recipe
 from edgekit.errors import EdgekitError
 from edgekit.export.inference_dir import InferenceDir, read_inference_dir
+from edgekit.userfiles import read_lines, require_file
 from edgekit.preprocessing import Preprocessing
 from edgekit.targets import RuntimeAdapter, Target, adapter_for, get_target
 from edgekit.zoo import get_entry
@@ -91,9 +92,7 @@ def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str
     resolved_options = target_spec.resolve_options(options or {})
     if weights and inference_model:
         raise EdgekitError("Give either --weights or --inference-model, not both.")
-    weights_path = Path(weights) if weights else None
-    if weights_path and not weights_path.is_file():
-        raise EdgekitError(f"--weights {weights_path} does not exist (expected a PaddleClas .pdparams file).")
+    weights_path = require_file(weights, "a PaddleClas .pdparams file", "--weights") if weights else None
     inference_dir = Path(inference_model) if inference_model else None
     source = read_inference_dir(inference_dir) if inference_dir else None
     label_list = _read_labels(labels)
@@ -134,15 +133,8 @@ def _read_labels(labels: str | Path | None) -> list[str] | None:
     """One class name per line, or PaddleClas's label lists (`ID name` per line, IDs 0, 1, 2, ...)."""
     if not labels:
         return None
-    path = Path(labels)
-    if not path.is_file():
-        raise EdgekitError(f"--labels {path} does not exist (expected one class name per line, or "
-                           "PaddleClas's `ID name` lines).")
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError as exc:
-        raise EdgekitError(f"--labels {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-    return strip_label_ids(lines)
+    lines = read_lines(labels, "one class name per line, or PaddleClas's `ID name` lines", option="--labels")
+    return strip_label_ids([line.strip() for line in lines if line.strip()])
 
 
 def strip_label_ids(lines: list[str]) -> list[str]:

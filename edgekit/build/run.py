@@ -9,7 +9,6 @@ app and manifest are written. Nothing is left behind if any step fails.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from edgekit.compress.passes import PassContext
 from edgekit.export import paddle as paddle_export
 from edgekit.export.inference_dir import program_io
 from edgekit.export.pir_to_legacy import legacy_from_pir
+from edgekit.scratch import scratch_dir
 from edgekit.targets.base import Conversion
 
 Progress = Callable[[str], None]
@@ -41,7 +41,7 @@ def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
     steps = Steps(progress)
     adapter = plan.adapter
     adapter.prepare_toolchain(progress)
-    work = Path(tempfile.mkdtemp(prefix="edgekit-build-"))
+    work = scratch_dir("edgekit-build")
     try:
         with atomic_directory(plan.out, plan.force) as bundle:
             conversion = Conversion(work=work, bundle=bundle, options=plan.options, step=steps.run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Optional
 
 import typer
@@ -54,6 +55,13 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
                            max_drop=max_drop, recipe_overrides=recipe_overrides,
                            progress=lambda step: status.update(f"[bold]{step}[/] ..."))
     manifest = result.manifest
+    data = (manifest.get("compression") or {}).get("data") or {}
+    if data.get("undecodable_images_skipped"):
+        names = data.get("undecodable_images", [])
+        more = data["undecodable_images_skipped"] - min(len(names), 5)
+        err_console.print(f"WARNING: {data['undecodable_images_skipped']} --calib images could not be decoded and "
+                          f"were skipped: {', '.join(names[:5])}{f' and {more} more' if more else ''} (listed in "
+                          "edgekit.json under compression.data).", style="yellow", highlight=False, markup=False)
     if as_json:
         write_json(manifest)
         return
@@ -65,7 +73,9 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
     console.print(table)
     parity = manifest["parity"]
     if parity["measured"]:
-        console.print(f"parity vs {parity['reference']} on {len(parity['images'])} photos: max |diff| "
+        compared = parity.get("compared", len(parity["images"]))
+        inputs = parity["images"][0] if len(parity["images"]) == 1 and compared > 1 else "photos"
+        console.print(f"parity vs {parity['reference']} on {compared} {inputs}: max |diff| "
                       f"{parity['max_abs_diff']:.2e}, cosine {parity['min_cosine']:.6f}, top-1 agreement "
                       f"{parity['top1_agreement']:.0%} ({parity['runtime']}, {parity['runtime_precision']})")
     else:
@@ -75,7 +85,8 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
         kept = f", {len(quant['float_layers'])} layer(s) kept in float" if quant["float_layers"] else ""
         console.print(f"int8 ({quant['route']}): top-1 {quant['int8_top1']:.4f} vs fp32 {quant['fp32_top1']:.4f} on "
                       f"{quant['holdout_images']} held-out images, drop {quant['drop']:.4f}{kept}")
-    console.print(f"next: python {result.path}/app/predict.py IMAGE", style="dim")
+    console.print(f"next: python {shlex.quote(str(result.path / 'app' / 'predict.py'))} IMAGE", style="dim",
+                  highlight=False, markup=False)
 
 
 @handle_errors

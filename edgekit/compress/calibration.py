@@ -19,6 +19,10 @@ from edgekit.preprocessing import Preprocessing
 
 # Fewer images than this cannot estimate activation ranges.
 MIN_CALIBRATION_IMAGES = 16
+# More unreadable images than this share means a wrong root or a broken copy, not a few bad files: stop.
+MAX_SKIPPED_SHARE = 0.05
+# How many skipped files the manifest names (the count is always exact).
+SKIPPED_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,12 @@ class CompressionData:
     skipped_examples: tuple[str, ...] = ()
 
     def to_manifest(self) -> dict:
-        return {"source": self.source, "calibration_images": int(len(self.calibration)),
-                "train_images": int(len(self.train_images)), "holdout_images": int(len(self.holdout_images)),
-                "undecodable_images_skipped": self.skipped}
+        record = {"source": self.source, "calibration_images": int(len(self.calibration)),
+                  "train_images": int(len(self.train_images)), "holdout_images": int(len(self.holdout_images)),
+                  "undecodable_images_skipped": self.skipped}
+        if self.skipped:
+            record["undecodable_images"] = list(self.skipped_examples)
+        return record
 
 
 def load_compression_data(data: LabeledImages, split: SplitPlan, preprocessing: Preprocessing, num_classes: int,
@@ -80,6 +87,7 @@ def load_compression_data(data: LabeledImages, split: SplitPlan, preprocessing: 
     order = np.random.default_rng(seed).permutation(len(data))
     shuffled = LabeledImages(tuple(data.samples[i] for i in order), data.source, data.class_names)
     decoded = decode_images(shuffled, preprocessing, option=option)
+    _check_skipped(decoded.skipped, len(data), data.source, option)
     kept_fraction = len(decoded) / max(len(data), 1)
     holdout = int(round(split.holdout * kept_fraction))
     rest = len(decoded) - holdout
@@ -92,12 +100,19 @@ def load_compression_data(data: LabeledImages, split: SplitPlan, preprocessing: 
     return CompressionData(calibration=calibration, train_images=images[holdout:], train_labels=labels[holdout:],
                            holdout_images=images[:holdout], holdout_labels=labels[:holdout], source=data.source,
                            skipped=len(decoded.skipped),
-                           skipped_examples=tuple(str(p) for p in decoded.skipped[:3]))
+                           skipped_examples=tuple(str(p) for p in decoded.skipped[:SKIPPED_LISTED]))
+
+
+def _check_skipped(skipped, total: int, source: str, option: str) -> None:
+    if len(skipped) <= MAX_SKIPPED_SHARE * total:
+        return
+    shown = ", ".join(str(p) for p in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    raise EdgekitError(f"{option} {source}: {len(skipped)} of {total} images could not be read or decoded "
+                       f"({shown}); more than {MAX_SKIPPED_SHARE:.0%} unreadable usually means the list's paths "
+                       "are relative to another folder or the copy is incomplete. Fix the list (paths are "
+                       "relative to the list file's folder) or remove the broken files.")
 
 
 def open_calibration_set(path, option: str = "--calib") -> LabeledImages:
     """A PaddleClas list file or a folder of class folders, with messages naming `option`."""
-    try:
-        return open_dataset(path)
-    except EdgekitError as exc:
-        raise EdgekitError(f"{option}: {exc}") from None
+    return open_dataset(path, option=option)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit import children
 from edgekit.errors import EdgekitError
 from edgekit.preprocessing import Preprocessing
 
@@ -48,7 +48,7 @@ def fine_tune(model_name: str, num_classes: int, weights: Path, images: np.ndarr
            "input_size": preprocessing.crop, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
            "preprocessing": preprocessing.to_dict()}
     env = {**os.environ, "FLAGS_enable_pir_api": "0"}
-    proc = subprocess.run([sys.executable, "-m", "edgekit.compress._qat_worker", json.dumps(job)], env=env,
+    proc = children.run([sys.executable, "-m", "edgekit.compress._qat_worker", json.dumps(job)], env=env,
                           capture_output=True, text=True)
     program = out / "quantized" / "inference.pdmodel"
     if proc.returncode != 0 or not program.is_file():

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgekit.compress.passes import PASS_PARAMS, DistillParams, PassParams
 from edgekit.errors import EdgekitError, suggest
+from edgekit.userfiles import read_yaml
 
 Precision = Literal["fp32", "fp16", "int8"]
 _TOP_LEVEL_KEYS = {"name": "a string", "description": "a string", "precision": "fp32, fp16 or int8",
@@ -147,10 +148,8 @@ def _check_pass_order(recipe: Recipe) -> None:
 
 
 def _read_yaml(path: Path, source: str) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EdgekitError(f"Recipe {source} is not valid YAML: {exc}") from None
+    return read_yaml(path, "a recipe (YAML with name, precision and passes; see `edgekit recipes`)",
+                     option="Recipe file")
 
 
 @lru_cache(maxsize=None)
@@ -176,8 +175,6 @@ def get_recipe(name_or_path: str | Path) -> Recipe:
         return builtin[text]
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.is_file() or "/" in text:
-        if not path.is_file():
-            raise EdgekitError(f"Recipe file {path} does not exist.")
         return parse_recipe(_read_yaml(path, str(path)), str(path), base_dir=path.parent)
     raise EdgekitError(f"Unknown recipe {text!r}.{suggest(text, list(builtin))} Shipped recipes: "
                        f"{', '.join(sorted(builtin))} (see `edgekit recipes`); or give a path to a recipe file.")
@@ -188,21 +185,25 @@ def recipe_for_precision(precision: str) -> Recipe:
     return _builtin()[precision] if precision in _builtin() else get_recipe(precision)
 
 
-def with_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
+def with_overrides(recipe: Recipe, overrides: dict[str, Any], origins: dict[str, str] | None = None) -> Recipe:
     """`{"PASS.KEY": value}` (CLI flags, highest precedence) applied and validated again.
 
     String values are read as YAML scalars, so "0.005" is a number and "null" is None.
+    `origins` says how the user gave each key (`--max-drop`); a bad value is blamed on that, not on the
+    recipe file.
     """
     if not overrides:
         return recipe
+    origins = origins or {}
     raw_passes = [{"pass": p.kind, **_fields(p, "python")} for p in recipe.passes]
     origin = f"{recipe.source} with overrides"
     for key, value in overrides.items():
+        given = origins.get(key, f"Recipe override {key!r}")
         kind, sep, field = key.partition(".")
         matches = [item for item in raw_passes if item["pass"] == kind]
         if not sep or not matches:
             kinds = ", ".join(sorted({p["pass"] for p in raw_passes})) or "none"
-            raise EdgekitError(f"Recipe override {key!r}: expected PASS.KEY where PASS is a pass of recipe "
+            raise EdgekitError(f"{given}: expected PASS.KEY where PASS is a pass of recipe "
                                f"{recipe.name!r} (its passes: {kinds}).")
         if isinstance(value, str):
             try:
@@ -211,6 +212,25 @@ def with_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
                 pass
         for item in matches:
             item[field] = value
+            _check_override(item, field, value, given)
     raw = {"name": recipe.name, "description": recipe.description, "precision": recipe.precision,
            "passes": raw_passes}
     return parse_recipe(raw, origin, base_dir=None)
+
+
+def _check_override(item: dict[str, Any], field: str, value: Any, given: str) -> None:
+    """One overridden field, checked alone so its error names the flag the user typed."""
+    params_cls = PASS_PARAMS[item["pass"]]
+    if field not in params_cls.model_fields or field == "pass_name":
+        known = ", ".join(k for k in params_cls.model_fields if k != "pass_name")
+        raise EdgekitError(f"{given}: the {item['pass']} pass has no `{field}`; it takes: {known}."
+                           f"{suggest(field, list(params_cls.model_fields))}")
+    try:
+        params_cls.model_validate({k: v for k, v in item.items() if k != "pass"})
+    except ValidationError as exc:
+        mine = [e for e in exc.errors() if e["loc"][:1] == (field,)]
+        if mine:
+            message = mine[0]["msg"].replace("Input should be", "must be")
+            raise EdgekitError(f"{given} {value!r}: {message[0].lower() + message[1:]}.") from None
+    except EdgekitError as exc:
+        raise EdgekitError(f"{given} {value!r}: {exc}") from None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edgekit import children
 from edgekit.errors import EdgekitError
 
 # Ops that onnxruntime's QDQ quantizer makes compute on INT8 inputs: the "layers" accuracy control can
@@ -185,7 +185,7 @@ class PaddlePTQRoute(_RunsArtifacts):
                "calibration": str(self.calibration_file), "batch_size": self.batch_size, "algo": self.algo,
                "per_channel": self.per_channel, "skip": list(float_layers), "input_name": self.input_name}
         env = {**os.environ, "FLAGS_enable_pir_api": "0"}
-        proc = subprocess.run([sys.executable, "-m", "edgekit.compress._ptq_worker", json.dumps(job)], env=env,
+        proc = children.run([sys.executable, "-m", "edgekit.compress._ptq_worker", json.dumps(job)], env=env,
                               capture_output=True, text=True)
         model_file = dst / "inference.pdmodel"
         if proc.returncode != 0 or not model_file.is_file():

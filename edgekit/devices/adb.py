@@ -13,11 +13,12 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edgekit import children
 from edgekit.errors import EdgekitError
+from edgekit.scratch import temporary_dir
 
 # What adb prints when the device or its connection goes away mid-command.
 _DROPPED = re.compile(r"device offline|no devices/emulators found|device '[^']*' not found|protocol fault|"
@@ -54,7 +55,7 @@ class AdbTransport:
 
     def list_devices(self) -> dict[str, str]:
         """{serial: state} as `adb devices` reports them (state: device, offline, unauthorized, ...)."""
-        proc = subprocess.run([self._adb_path(), "devices"], capture_output=True, text=True, timeout=60)
+        proc = children.run([self._adb_path(), "devices"], capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise EdgekitError(f"`adb devices` failed (exit code {proc.returncode}): {proc.stderr.strip()}")
         devices = {}
@@ -80,7 +81,7 @@ class AdbTransport:
 
     def _run(self, argv: list[str], timeout: float | None, what: str) -> subprocess.CompletedProcess:
         try:
-            proc = subprocess.run(argv, capture_output=True, timeout=timeout)
+            proc = children.run(argv, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise EdgekitError(f"{what} on {self.address} timed out after {timeout:.0f} s.") from None
         if proc.returncode != 0:
@@ -92,13 +93,13 @@ class AdbTransport:
         self._run(self.adb_argv("push", str(local_path), remote_path), timeout, f"adb push {local_path.name}")
 
     def write_file(self, remote_path: str, data: bytes, timeout: float) -> None:
-        with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as tmp:
+        with temporary_dir("edgekit-adb") as tmp:
             local = Path(tmp) / os.path.basename(remote_path)
             local.write_bytes(data)
             self.send_file(local, remote_path, timeout)
 
     def read_file(self, remote_path: str, timeout: float) -> bytes:
-        with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as tmp:
+        with temporary_dir("edgekit-adb") as tmp:
             local = Path(tmp) / "pulled"
             self._run(self.adb_argv("pull", remote_path, str(local)), timeout, f"adb pull {remote_path}")
             return local.read_bytes()

@@ -8,6 +8,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from edgekit import children
 from edgekit.devices.base import Progress
 from edgekit.devices.transport import SHORT_TIMEOUT, tail
 from edgekit.errors import EdgekitError
@@ -41,7 +42,7 @@ def send_archives(device, to_send, run_dir: str, total: int, progress: Progress)
             argv = device.transport.command_argv(device.agent_command("unpack", device.store))
             # Output to files, not pipes: a chatty remote cannot block us while we are still writing.
             with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-                proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err)
+                proc = children.popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err)
                 try:
                     write_tar(proc.stdin, to_send)
                     proc.stdin.close()

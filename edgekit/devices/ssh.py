@@ -10,22 +10,27 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
+import time
 import weakref
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edgekit import children
 from edgekit.errors import EdgekitError
+from edgekit.scratch import scratch_dir
 
 SSH_EXIT_CONNECTION = 255  # what ssh exits with when the connection itself fails
 
 
-def _stop_master(exit_argv: list[str], control_dir: str) -> None:
+def _stop_master(exit_argv: list[str], control_dir: str, master: list) -> None:
     try:
-        subprocess.run(exit_argv, capture_output=True, timeout=30)
+        children.run(exit_argv, capture_output=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
-        pass  # no master to stop, or one that no longer answers: it ends with its connection
+        pass  # no master to stop, or one that no longer answers
     finally:
+        if master and master[0].poll() is None:
+            master[0].kill()
+            master[0].wait()
         shutil.rmtree(control_dir, ignore_errors=True)
 
 
@@ -48,6 +53,8 @@ class SshTransport:
         self.options = dict(options or {})
         self.connect_timeout = connect_timeout
         self._control_dir: str | None = None
+        self._master: list[subprocess.Popen] = []  # the multiplexing master, once started
+        self._master_failed = False
         self.address = (f"ssh://{self.user + '@' if self.user else ''}{self.host}"
                         f"{':' + str(self.port) if self.port else ''}")
 
@@ -57,29 +64,59 @@ class SshTransport:
 
     def base_argv(self) -> list[str]:
         # ssh keeps the first value it sees for an option: the user's --ssh-option values come first and win.
+        return [*self._connection_argv(), *self._multiplexing(), *self._port_argv()]
+
+    def _connection_argv(self) -> list[str]:
         argv = ["ssh"]
         for key, value in self.options.items():
             argv += ["-o", f"{key}={value}"]
-        argv += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
-                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
-                 *self._multiplexing(), *self._port_argv()]
-        return argv
+        return argv + ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
+                       "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
 
     def _port_argv(self) -> list[str]:
         return ["-p", str(self.port)] if self.port else []
 
     def _multiplexing(self) -> list[str]:
-        """One TCP connection for the dozen commands of a validation, instead of a handshake each."""
+        """One TCP connection for the dozen commands of a validation, instead of a handshake each.
+
+        The master is edgekit's own child (`ssh -M -N`, no ControlPersist daemon), so it dies with edgekit
+        even on SIGKILL; a master lost with its connection is started again on the next command.
+        """
         if self._control_dir is None:
             # Short path: a unix socket path is limited to ~100 bytes.
-            self._control_dir = tempfile.mkdtemp(prefix="ek-ssh-", dir="/tmp" if os.path.isdir("/tmp") else None)
+            self._control_dir = str(scratch_dir("ek-ssh", "/tmp" if os.path.isdir("/tmp") else None))
             exit_argv = ["ssh", *(f"-o{key}={value}" for key, value in self.options.items()),
-                         "-o", f"ControlPath={self._control_dir}/%C", *self._port_argv(), "-O", "exit",
+                         "-o", f"ControlPath={self._control_path}", *self._port_argv(), "-O", "exit",
                          self.destination]
             # Also when a caller never calls close(): at garbage collection or interpreter exit.
-            self._finalizer = weakref.finalize(self, _stop_master, exit_argv, self._control_dir)
-        return ["-o", "ControlMaster=auto", "-o", f"ControlPath={self._control_dir}/%C",
-                "-o", "ControlPersist=60"]
+            self._finalizer = weakref.finalize(self, _stop_master, exit_argv, self._control_dir, self._master)
+        self._ensure_master()
+        return ["-o", "ControlMaster=no", "-o", f"ControlPath={self._control_path}"]
+
+    @property
+    def _control_path(self) -> str:
+        return f"{self._control_dir}/m"
+
+    def _ensure_master(self) -> None:
+        alive = self._master and self._master[0].poll() is None
+        if alive or self._master_failed:
+            return
+        argv = [*self._connection_argv(), "-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-o", f"ControlPath={self._control_path}",
+                *self._port_argv(), "-N", self.destination]
+        proc = children.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        self._master[:] = [proc]
+        deadline = time.monotonic() + self.connect_timeout + 5
+        while time.monotonic() < deadline and proc.poll() is None:
+            if os.path.exists(self._control_path):
+                return
+            time.sleep(0.02)
+        # No master (refused key, unreachable host): commands connect on their own and report why;
+        # a master that never came up is not tried again.
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self._master_failed = True
 
     def close(self) -> None:
         """Stop the shared connection (if one was started) and remove its socket directory."""
@@ -96,20 +133,20 @@ class SshTransport:
                                "(Debian/Ubuntu: apt install openssh-client).")
 
     def write_file(self, remote_path: str, data: bytes, timeout: float) -> None:
-        proc = subprocess.run(self.command_argv(f"cat > {shlex.quote(remote_path)}"), input=data,
+        proc = children.run(self.command_argv(f"cat > {shlex.quote(remote_path)}"), input=data,
                               capture_output=True, timeout=timeout)
         if proc.returncode != 0:
             raise EdgekitError(f"Writing {remote_path} on {self.address} failed: {proc.stderr.decode().strip()}")
 
     def send_file(self, local_path: Path, remote_path: str, timeout: float | None) -> None:
         with open(local_path, "rb") as stream:
-            proc = subprocess.run(self.command_argv(f"cat > {shlex.quote(remote_path)}"), stdin=stream,
+            proc = children.run(self.command_argv(f"cat > {shlex.quote(remote_path)}"), stdin=stream,
                                   capture_output=True, timeout=timeout)
         if proc.returncode != 0:
             raise EdgekitError(f"Copying {local_path} to {self.address} failed: {proc.stderr.decode().strip()}")
 
     def read_file(self, remote_path: str, timeout: float) -> bytes:
-        proc = subprocess.run(self.command_argv(f"cat {shlex.quote(remote_path)}"), capture_output=True,
+        proc = children.run(self.command_argv(f"cat {shlex.quote(remote_path)}"), capture_output=True,
                               timeout=timeout)
         if proc.returncode != 0:
             raise EdgekitError(f"Reading {remote_path} on {self.address} failed: {proc.stderr.decode().strip()}")

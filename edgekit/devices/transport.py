@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable, Protocol
+from edgekit import children
 
 SHORT_TIMEOUT = 120.0  # probe, have, small file transfers
 
@@ -41,7 +42,7 @@ class Transport(Protocol):
 def run_command(argv: list[str], *, input: bytes | None = None, timeout: float | None = SHORT_TIMEOUT
                 ) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(argv, input=input, capture_output=True, timeout=timeout)
+        return children.run(argv, input=input, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(argv, None, exc.stdout or b"",
                                            (exc.stderr or b"") + f"\n(timed out after {timeout:.0f} s)".encode())
@@ -53,7 +54,7 @@ def stream_command(argv: list[str], on_line: Callable[[str], None], *, stall_tim
 
     Returns (exit code or None when killed, stderr tail with the reason appended).
     """
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = children.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stderr_chunks: list[bytes] = []
     last_output = [time.monotonic()]
     failure: list[BaseException] = []

@@ -7,10 +7,10 @@ checks every shape, and writes the zoo network's state dict.
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+from edgekit.scratch import temporary_dir
 
 
 def main(job: dict) -> None:
@@ -25,7 +25,7 @@ def main(job: dict) -> None:
         model = create_model(job["model"], num_classes=job["num_classes"])
     model.eval()
     key_of = {p.name: key for key, p in model.state_dict().items()}
-    with tempfile.TemporaryDirectory() as tmp:
+    with temporary_dir("edgekit-pir-params") as tmp:
         spec = paddle.static.InputSpec(job["input_shape"], "float32", "x")
         paddle.jit.save(with_head(model, job["head"]), f"{tmp}/zoo", input_spec=[spec])
         ours = pir_parameters_in_use_order(Path(f"{tmp}/zoo.json"))

@@ -20,11 +20,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from edgekit.errors import EdgekitError, suggest
+from edgekit.scratch import temporary_dir
 from edgekit.toolchains import paddle_lite
 
 # arch -> Opt valid places. Lite 2.13's optimizer has no ARM ABI switch: one
@@ -62,7 +62,7 @@ def paddle2lite(model_file: str | os.PathLike, params_file: str | os.PathLike, d
                            "convert quantized models for armv8/armv7, or use the openvino/onnx targets on x86.")
     add_missing_xshape(program)
     add_missing_swish_beta(program)
-    with tempfile.TemporaryDirectory(prefix="edgekit-lite-") as tmp:
+    with temporary_dir("edgekit-lite") as tmp:
         patched = Path(tmp) / "inference.pdmodel"
         patched.write_bytes(program.SerializeToString())
         return paddle_lite.run_opt(patched, params_file, dst_nb.with_suffix(""), valid_places=VALID_PLACES[arch])

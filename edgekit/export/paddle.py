@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+from edgekit import children
 from edgekit.errors import EdgekitError
 
 MODEL_FILE = "inference.pdmodel"
@@ -52,7 +52,7 @@ def export_legacy_program(model_name: str, num_classes: int, weights: Path, dst_
     job = {"model": model_name, "num_classes": num_classes, "weights": str(weights),
            "prefix": str(dst_dir / "inference"), "input_size": input_size, "input_name": input_name, "head": head}
     env = {**os.environ, "FLAGS_enable_pir_api": "0"}
-    proc = subprocess.run([sys.executable, "-m", "edgekit.export._legacy_worker", json.dumps(job)],
+    proc = children.run([sys.executable, "-m", "edgekit.export._legacy_worker", json.dumps(job)],
                           env=env, capture_output=True, text=True)
     model_file = dst_dir / MODEL_FILE
     if proc.returncode != 0 or not model_file.is_file():

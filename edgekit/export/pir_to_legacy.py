@@ -12,24 +12,24 @@ against Paddle Inference on the user's own directory then proves the result.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from edgekit import children
 from edgekit.errors import EdgekitError
 from edgekit.export.inference_dir import InferenceDir
 from edgekit.export.paddle import export_legacy_program
+from edgekit.scratch import temporary_dir
 
 
 def zoo_weights_from_pir(model_name: str, source: InferenceDir, num_classes: int, dst: Path) -> Path:
     """The directory's parameters as the zoo network's `.pdparams` (state-dict names); raises on misfit."""
-    with tempfile.TemporaryDirectory(prefix="edgekit-pir-") as tmp:
+    with temporary_dir("edgekit-pir") as tmp:
         report_file = Path(tmp) / "report.json"
         job = {"program": str(source.program), "prefix": str(source.program.with_suffix("")), "model": model_name,
                "num_classes": num_classes, "input_shape": [-1 if d < 0 else d for d in source.input_shape],
                "head": source.head, "out": str(dst), "report": str(report_file)}
-        proc = subprocess.run([sys.executable, "-m", "edgekit.export._pir_params_worker", json.dumps(job)],
+        proc = children.run([sys.executable, "-m", "edgekit.export._pir_params_worker", json.dumps(job)],
                               capture_output=True, text=True)
         if proc.returncode != 0 or not report_file.is_file():
             raise EdgekitError(f"Reading the parameters of {source.program} into {model_name} failed:\n"

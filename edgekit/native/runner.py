@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgekit import children
 from edgekit.errors import EdgekitError
 
 REQUEST = b"EKR1"
@@ -46,7 +47,7 @@ class NativeRunner:
 
     def _start(self) -> subprocess.Popen:
         self.stderr = []
-        proc = subprocess.Popen(self.start_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        proc = children.popen(self.start_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
         def drain():

@@ -17,7 +17,6 @@ import platform
 import re
 import shutil
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
+from edgekit.scratch import scratch_dir
 from edgekit.toolchains.lite_layout import (BRING_YOUR_OWN, LITE_VERSION, MANIFEST_NAME, MIRROR_ENV_VAR,
                                             PYTHON_IN_PREFIX, OPT_SCRIPT, SITE, TOOLCHAIN_DIRNAME, Progress,
                                             ToolchainInfo, managed_env, toolchain_dir)
@@ -127,7 +127,7 @@ def install(progress: Progress | None = None, force: bool = False) -> ToolchainI
                 return managed_info(root)
             report(f"Cached toolchain is damaged ({problem}); reinstalling", 0, 1)
         _check_can_provision()
-        staging = Path(tempfile.mkdtemp(prefix=f".{TOOLCHAIN_DIRNAME}.tmp-", dir=root.parent))
+        staging = scratch_dir(f".{TOOLCHAIN_DIRNAME}.tmp", root.parent)
         try:
             _build(staging, report)
             _swap_into_place(staging, root)
@@ -149,7 +149,7 @@ def install_libpython() -> Path:
         if (target / "libpython3.9.so.1.0").is_file():
             return target
         _check_can_provision()
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        staging = scratch_dir(f".{root.name}.tmp", root.parent)
         try:
             keyring = _debian_keyring()
             apt = _PrivateApt(staging / "apt", _debian_mirror(), keyring)

@@ -27,6 +27,7 @@ import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgekit import children
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
 from edgekit.toolchains.lite_layout import LITE_VERSION, cache_root
@@ -222,7 +223,7 @@ def build_from_source(source: str | Path, arch: str, jobs: int | None = None, lo
     lite_arch = "armv7hf" if arch == "armv7" else arch
     env = {**os.environ, "LITE_BUILD_THREADS": str(jobs or os.cpu_count() or 2)}
     with open(log or os.devnull, "w") as out:
-        proc = subprocess.run([str(script), f"--arch={lite_arch}", "--toolchain=gcc", "--with_extra=ON",
+        proc = children.run([str(script), f"--arch={lite_arch}", "--toolchain=gcc", "--with_extra=ON",
                                "--with_exception=ON"], cwd=source, env=env, stdout=out, stderr=subprocess.STDOUT)
     built = source / f"build.lite.linux.{lite_arch}.gcc" / "inference_lite_lib.armlinux.{}".format(lite_arch)
     if proc.returncode != 0 or not built.is_dir():

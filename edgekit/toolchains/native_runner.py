@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import tempfile
 from importlib import resources
 from pathlib import Path
 
+from edgekit import children
 from edgekit.errors import EdgekitError
+from edgekit.scratch import scratch_dir
 from edgekit.toolchains.lite_layout import cache_root
 from edgekit.toolchains.lite_runtime import LiteRuntime
 
@@ -46,7 +46,7 @@ def check_compiler(arch: str, android_ndk: str | Path | None = None) -> str:
     """The compiler for `arch`, or an EdgekitError that says how to install it."""
     compiler = compiler_for(arch, android_ndk)
     if shutil.which(compiler) is None and not android_ndk and _can_apt_install():
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", DEBIAN_COMPILERS[arch]],
+        children.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", DEBIAN_COMPILERS[arch]],
                        capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     if shutil.which(compiler) is None:
         raise EdgekitError(f"The {arch} native runner needs the cross compiler {compiler}, which is not on PATH: "
@@ -62,7 +62,7 @@ def _can_apt_install() -> bool:
 def build_runner(runtime: LiteRuntime, android_ndk: str | Path | None = None) -> Path:
     """The runner folder for `runtime` (built on first use, then cached): runner + its shared libraries."""
     compiler = check_compiler(runtime.arch, android_ndk)
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    version = children.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     key = hashlib.sha256(runner_source() + runtime.sha256.encode() + "".join(version).encode()).hexdigest()[:16]
     target = cache_root() / "native-runner" / f"{runtime.arch}-{key}"
     if (target / RUNNER_NAME).is_file():
@@ -73,7 +73,7 @@ def build_runner(runtime: LiteRuntime, android_ndk: str | Path | None = None) ->
 
         companions.append(install_libpython() / "libpython3.9.so.1.0")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    staging = scratch_dir(f".{target.name}.tmp", target.parent)
     try:
         (staging / "lite_runner.cc").write_bytes(runner_source())
         # The library keeps its SONAME (the wheel's lite.so calls itself liblite_pybind.so).
@@ -89,7 +89,7 @@ def build_runner(runtime: LiteRuntime, android_ndk: str | Path | None = None) ->
                    "-Wl,-rpath,$ORIGIN:$ORIGIN/libs", "-Wl,--allow-shlib-undefined"]
         if not android_ndk and runtime.arch != "x86":
             command.append("-static-libstdc++")  # boards often carry an older libstdc++ than the cross compiler
-        proc = subprocess.run(command, capture_output=True, text=True)
+        proc = children.run(command, capture_output=True, text=True)
         if proc.returncode != 0:
             raise EdgekitError(f"Compiling the {runtime.arch} native runner against {runtime.root} failed:\n"
                                f"{proc.stderr.strip()[-2000:]}")
@@ -105,7 +105,7 @@ def build_runner(runtime: LiteRuntime, android_ndk: str | Path | None = None) ->
 
 
 def _soname(library: Path) -> str | None:
-    proc = subprocess.run(["objdump", "-p", str(library)], capture_output=True, text=True)
+    proc = children.run(["objdump", "-p", str(library)], capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.strip().startswith("SONAME"):
             return line.split()[-1]

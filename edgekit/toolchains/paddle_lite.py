@@ -27,11 +27,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from edgekit.errors import EdgekitError
 # The layout's names are importable from here as before the split (tests, edgekit.build, the CLI).
+from edgekit.scratch import temporary_dir
 from edgekit.toolchains.lite_layout import (BRING_YOUR_OWN, CACHE_ENV_VAR, LITE_VERSION, MANIFEST_NAME,
                                             MIRROR_ENV_VAR, PYTHON_ENV_VAR, OPT_SCRIPT, TOOLCHAIN_DIRNAME, Progress,
                                             ToolchainInfo, cache_root, toolchain_dir)
@@ -212,7 +212,7 @@ def run_nb(nb_path: str | os.PathLike, batch, toolchain: ToolchainInfo | None = 
         raise EdgekitError(f"{nb_path} holds {'/'.join(sorted(foreign))} kernels and cannot run on this host; "
                            "convert with arch='x86' to run it here, or run it on the device it was built for.")
     toolchain = toolchain or find(install_missing=True)
-    with tempfile.TemporaryDirectory(prefix="edgekit-lite-run-") as tmp:
+    with temporary_dir("edgekit-lite-run") as tmp:
         input_file, output_file = Path(tmp) / "input.npy", Path(tmp) / "output.npy"
         np.save(input_file, np.ascontiguousarray(batch))
         cmd = [str(toolchain.python), str(local_agent()), "infer", "paddle-lite", str(nb_path.resolve()),

@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgekit import children
 from edgekit.errors import EdgekitError
 
 
@@ -14,7 +15,7 @@ def run(cmd: Sequence[str], env: dict | None = None, cwd: Path | None = None, ti
     """Run a tool to completion, output captured; a missing tool, a timeout or (with `check`) a failure
     is an EdgekitError."""
     try:
-        proc = subprocess.run(list(cmd), env=env, cwd=cwd, capture_output=True, text=True,
+        proc = children.run(list(cmd), env=env, cwd=cwd, capture_output=True, text=True,
                               errors="replace", timeout=timeout)
     except FileNotFoundError as exc:
         raise EdgekitError(f"Cannot run {cmd[0]}: {exc}.") from exc

@@ -55,10 +55,7 @@ def preprocessing_for(model: str, input_size: int | None = None) -> Preprocessin
 def as_dataset(data: LabeledImages | str | Path, option: str) -> LabeledImages:
     if isinstance(data, LabeledImages):
         return data
-    try:
-        return open_dataset(data)
-    except EdgekitError as exc:
-        raise EdgekitError(f"{option}: {exc}") from None
+    return open_dataset(data, option=option)
 
 
 def infer_num_classes(train: LabeledImages, num_classes: int | None) -> int:

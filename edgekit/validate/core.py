@@ -161,7 +161,7 @@ def plan_validation(bundle: str | Path, data: str | Path, *, root: str | Path | 
         raise EdgekitError(f"--root applies to list files; --data {data_path} is a folder of class folders.")
     if root is not None and not Path(root).is_dir():
         raise EdgekitError(f"--root {root} is not a directory (the folder list-file paths are relative to).")
-    dataset = open_dataset(data_path, root)
+    dataset = open_dataset(data_path, root, option="--data")
     num_classes = run_manifest["model"]["num_classes"]
     notes = []
     if dataset.class_names is not None:

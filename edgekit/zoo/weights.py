@@ -17,6 +17,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
+from edgekit.userfiles import read_bytes, require_file
 
 # (module, name) pairs a PaddleClas state dict legitimately needs.
 _ALLOWED_GLOBALS = {
@@ -28,6 +29,9 @@ _ALLOWED_GLOBALS = {
     ("numpy", "dtype"),
     ("collections", "OrderedDict"),
 }
+
+# Array dtypes a parameter can hold: bool, signed/unsigned integer, float (not object, str, structured).
+_NUMERIC_KINDS = set("biuf")
 
 # Paddle <= 2.x saved this bookkeeping entry beside the tensors.
 _NAME_TABLE_KEY = "StructuredToParameterName@@"
@@ -51,10 +55,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """Read a PaddleClas `.pdparams` file into {structured name: float array}."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgekitError(f"Weights file {path} does not exist (expected a PaddleClas .pdparams file).")
-    data = path.read_bytes()
+    path = require_file(path, "a PaddleClas .pdparams file", "Weights file")
+    data = read_bytes(path, "a PaddleClas .pdparams file", "Weights file")
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), path).load()
     except EdgekitError:
@@ -78,6 +80,11 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             raise EdgekitError(
                 f"Weights file {path} has entry {key!r} of type {type(value).__name__}; "
                 "expected parameter names mapped to numpy arrays."
+            )
+        if value.dtype.kind not in _NUMERIC_KINDS or value.dtype.fields is not None:
+            raise EdgekitError(
+                f"Weights file {path} has entry {key!r} holding {value.dtype} values; expected numeric arrays "
+                "(float, integer or bool), as paddle.save(model.state_dict(), path) writes."
             )
         state[key] = value
     return state
