@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,7 +17,7 @@ from typing import Any, Iterator
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
 from edgekit.scratch import scratch_dir, sweep
-from edgekit.userfiles import prepare_parent
+from edgekit.userfiles import prepare_parent, read_json
 
 MANIFEST = "edgekit.json"
 SCHEMA_VERSION = 1
@@ -41,14 +42,60 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise EdgekitError(f"{root} is not an edgekit bundle: {MANIFEST} is missing "
                            "(build one with `edgekit build MODEL --target T`).")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EdgekitError(f"Bundle manifest {path} is not valid JSON ({exc}).") from None
-    if manifest.get("schema") != SCHEMA_VERSION:
-        raise EdgekitError(f"Bundle manifest {path} has schema {manifest.get('schema')!r}; "
+    manifest = read_json(path, "an edgekit bundle manifest (what `edgekit build` writes)", "Bundle manifest")
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_VERSION:
+        schema = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
+        raise EdgekitError(f"Bundle manifest {path} has schema {schema!r}; "
                            f"this edgekit reads schema {SCHEMA_VERSION}. Rebuild the bundle.")
+    _check_structure(manifest, path)
     return manifest
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_inside(value) -> bool:
+    """A relative path that stays inside the bundle."""
+    return isinstance(value, str) and bool(value) and not Path(value).is_absolute() and ".." not in Path(value).parts
+
+
+def _is_triple(value) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+
+
+# What the readers of a bundle rely on: (section, key, check, what is expected).
+_REQUIRED = [
+    ("model", "name", lambda v: isinstance(v, str) and bool(v), "a model name"),
+    ("model", "num_classes", _is_count, "a positive integer"),
+    ("target", "name", lambda v: isinstance(v, str) and bool(v), "a target name"),
+    ("target", "runtime", lambda v: isinstance(v, str) and bool(v), "a runtime name"),
+    ("target", "precision", lambda v: isinstance(v, str) and bool(v), "fp32, fp16 or int8"),
+    ("artifact", "model_file", _is_inside, "a file name inside the bundle"),
+    ("preprocessing", "resize_short", _is_count, "a positive integer"),
+    ("preprocessing", "crop", _is_count, "a positive integer"),
+    ("preprocessing", "mean", _is_triple, "three numbers"),
+    ("preprocessing", "std", lambda v: _is_triple(v) and all(x > 0 for x in v), "three positive numbers"),
+]
+
+
+def _check_structure(manifest: dict[str, Any], path: Path) -> None:
+    def bad(where: str, expected: str) -> EdgekitError:
+        return EdgekitError(f"Bundle manifest {path}: `{where}` is missing or malformed (expected {expected}). "
+                            "The manifest was edited or truncated; rebuild the bundle with `edgekit build`.")
+
+    for section, key, check, expected in _REQUIRED:
+        block = manifest.get(section)
+        if not isinstance(block, dict) or not check(block.get(key)):
+            raise bad(f"{section}.{key}", expected)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise bad("files", "a table of file names to sha256 and size")
+    for rel, meta in files.items():
+        if not _is_inside(rel) or not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) \
+                or not isinstance(meta.get("size"), int) or isinstance(meta.get("size"), bool):
+            raise bad(f"files[{rel!r}]", "a file inside the bundle with its sha256 and size")
 
 
 def verify_files(root: Path, manifest: dict[str, Any]) -> None:

@@ -67,11 +67,11 @@ def test_every_target_refuses_what_it_does_not_support(name, precision, tmp_path
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_every_target_option_is_checked_before_work(name, tmp_path):
-    with pytest.raises(EdgekitError, match=f"Target {name!r} has no option 'bogus'"):
+    with pytest.raises(EdgekitError, match=f"--option 'bogus': target {name!r} has no such option"):
         plan_build("SqueezeNet1_1", name, out=tmp_path / "x", options={"bogus": "1"})
     for key, spec in TARGETS[name].options.items():
         if spec.choices:
-            with pytest.raises(EdgekitError, match=f"Option {key}='not-a-choice' is not valid for target"):
+            with pytest.raises(EdgekitError, match=f"--option {key}='not-a-choice' is not valid for target"):
                 plan_build("SqueezeNet1_1", name, out=tmp_path / "x", options={key: "not-a-choice"})
 
 

@@ -7,6 +7,7 @@ prompt; ServerAlive turns a dead network into exit code 255 within ~15 s.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -19,6 +20,8 @@ from edgekit import children
 from edgekit.errors import EdgekitError
 from edgekit.scratch import scratch_dir
 
+_HOST = re.compile(r"[A-Za-z0-9_.%:\[\]][A-Za-z0-9_.%:\[\]-]*")
+_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
 SSH_EXIT_CONNECTION = 255  # what ssh exits with when the connection itself fails
 
 
@@ -50,6 +53,10 @@ class SshTransport:
             raise EdgekitError(f"--device {url!r} has an invalid port.") from None
         self.user = parts.username
         self.host = parts.hostname
+        # ssh reads a destination that starts with "-" as an option (-oProxyCommand=...): never pass one.
+        if not _HOST.fullmatch(self.host) or (self.user is not None and not _USER.fullmatch(self.user)):
+            raise EdgekitError(f"--device {url!r}: the user or host name has characters an ssh address cannot "
+                               "hold (expected letters, digits, '.', '-', '_' and not starting with '-').")
         self.options = dict(options or {})
         self.connect_timeout = connect_timeout
         self._control_dir: str | None = None

@@ -22,6 +22,7 @@ from edgekit.data.preprocess import decode_image
 from edgekit.errors import EdgekitError
 from edgekit.preprocessing import Preprocessing
 from edgekit.targets import adapter_of
+from edgekit.userfiles import read_lines
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Classifier:
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
         self.output_kind = manifest.get("output", {}).get("kind", "logits")
         labels = root / "labels.txt"
-        self.labels = labels.read_text(encoding="utf-8").splitlines() if labels.is_file() else None
+        self.labels = read_lines(labels, "one class name per line", "Bundle labels") if labels.is_file() else None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits for an already preprocessed float32 NCHW batch."""

@@ -50,7 +50,8 @@ class Target(BaseModel):
         for key, raw in given.items():
             if key not in self.options:
                 known = ", ".join(self.options) or "none"
-                raise EdgekitError(f"Target {self.name!r} has no option {key!r} (its options: {known}).")
+                raise EdgekitError(f"--option {key!r}: target {self.name!r} has no such option (its options: "
+                                   f"{known}; see `edgekit targets`).{suggest(key, list(self.options))}")
             spec = self.options[key]
             try:
                 value = type(spec.default)(raw) if not isinstance(raw, type(spec.default)) else raw
@@ -59,7 +60,7 @@ class Target(BaseModel):
             if value is None or (spec.choices is not None and value not in spec.choices):
                 expected = (f"one of {', '.join(map(str, spec.choices))}" if spec.choices is not None
                             else f"a {type(spec.default).__name__}")
-                raise EdgekitError(f"Option {key}={raw!r} is not valid for target {self.name!r}: "
+                raise EdgekitError(f"--option {key}={raw!r} is not valid for target {self.name!r}: "
                                    f"expected {expected}.")
             resolved[key] = value
         return resolved

@@ -26,6 +26,7 @@ from edgekit.errors import EdgekitError
 from edgekit.validate import metrics
 from edgekit.validate.reference import Reference, open_reference, output_kind, reference_bundle, source_reference
 from edgekit.validate.report import ValidationReport, append_validation, write_report
+from edgekit.userfiles import read_lines
 
 IMAGENET_CLASSES = 1000
 IMAGENET_VAL_IMAGES = 50_000
@@ -128,7 +129,7 @@ def _select(dataset: LabeledImages, limit: int | None) -> tuple[list, str]:
 
 def _label_names(bundle: Path) -> list[str] | None:
     path = bundle / "labels.txt"
-    return path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
+    return read_lines(path, "one class name per line", "Bundle labels") if path.is_file() else None
 
 
 def plan_validation(bundle: str | Path, data: str | Path, *, root: str | Path | None = None,
