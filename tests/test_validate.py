@@ -632,3 +632,33 @@ def test_arm_lite_is_refused_here_unless_an_x86_lite_build_stands_in(onnx_bundle
     other = copy_bundle(onnx_bundle, tmp_path)
     with pytest.raises(EdgekitError, match="is built for target onnx, not x86-lite"):
         api.validate(arm, digits.val_list, x86_lite=other)
+
+
+def test_killed_validate_over_ssh_leaves_no_process_and_a_sound_bundle(onnx_bundle, digits, device_python, sshd,
+                                                                       tmp_path):
+    """SIGKILL while the device runs: edgekit's ssh processes die at once, the device's agent within a batch,
+    the bundle's manifest is intact, and the next run succeeds and sweeps the dead run's ssh folder."""
+    from killing import Killable, processes_running, run_edgekit
+
+    bundle = copy_bundle(onnx_bundle, tmp_path)
+    data = _long_list(digits, tmp_path, repeats=3)
+    args = ["validate", str(bundle), "--data", str(data), "--batch", "8", "--no-reference", "--device", sshd.url,
+            "--device-python", device_python, "--device-dir", str(sshd.work_dir),
+            *(f"--ssh-option={key}={value}" for key, value in sshd.options.items())]
+    command = Killable(args, tmp_path)
+    agent_running = lambda: bool(processes_running(f"{sshd.work_dir}/"))  # noqa: E731 (the device's own agent)
+    assert command.kill_when(lambda: agent_running() and command.has_child("ssh"), seed=4, spread=1.0), \
+        command.output()
+    assert command.survivors() == [], "edgekit's ssh processes outlived it"
+    deadline = time.monotonic() + 20
+    while agent_running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not agent_running(), "the device's agent kept running after edgekit died"
+    verify_files(bundle, read_manifest(bundle))
+    stale = [p for p in Path("/tmp").glob(f"ek-ssh-ek{command.proc.pid}_*")]
+    assert stale, "the killed run's ssh folder should be there to sweep"
+
+    again = run_edgekit(args, command.tmpdir)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not any(p.exists() for p in stale)
+    assert read_manifest(bundle)["validations"][-1]["complete"]

@@ -24,7 +24,7 @@ from edgekit.compress.passes import PassContext
 from edgekit.export import paddle as paddle_export
 from edgekit.export.inference_dir import program_io
 from edgekit.export.pir_to_legacy import legacy_from_pir
-from edgekit.scratch import scratch_dir
+from edgekit.scratch import scratch_dir, sweep_tmp
 from edgekit.targets.base import Conversion
 
 Progress = Callable[[str], None]
@@ -39,6 +39,7 @@ class BuildResult:
 
 def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
     steps = Steps(progress)
+    sweep_tmp()  # what killed runs left in TMPDIR (only theirs: the owner is checked)
     adapter = plan.adapter
     adapter.prepare_toolchain(progress)
     work = scratch_dir("edgekit-build")

@@ -27,6 +27,7 @@ from edgekit.validate import metrics
 from edgekit.validate.reference import Reference, open_reference, output_kind, reference_bundle, source_reference
 from edgekit.validate.report import ValidationReport, append_validation, write_report
 from edgekit.userfiles import read_lines
+from edgekit.scratch import sweep_tmp
 
 IMAGENET_CLASSES = 1000
 IMAGENET_VAL_IMAGES = 50_000
@@ -240,6 +241,7 @@ def _published(manifest: dict, evaluated: int) -> dict[str, Any] | None:
 
 
 def run_validation(plan: ValidationPlan, progress: Progress | None = None) -> ValidationReport:
+    sweep_tmp()  # what killed runs left in TMPDIR (only theirs: the owner is checked)
     progress = progress or no_progress
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     job = DeviceJob(plan.bundle, plan.manifest, plan.images, plan.batch, plan.threads, plan.workers)
