@@ -96,25 +96,35 @@ def read_json(path: str | os.PathLike, expected: str, option: str | None = None)
         raise EdgekitError(f"{describe(path, option)} is nested too deeply to be {expected}.") from None
 
 
-def prepare_dir(path: str | os.PathLike, option: str | None = None, named: str | os.PathLike | None = None) -> Path:
-    """Create `path` (and its parents) as a directory, or say in one paragraph why it cannot be.
-
-    `named` is what the user typed when `path` is derived from it (the parent of an --out)."""
+def check_creatable(path: str | os.PathLike, option: str | None = None,
+                    named: str | os.PathLike | None = None) -> Path:
+    """Before any work: `path` could be created as a folder (no file stands where a parent folder must be)."""
     path = Path(path)
     name = describe(named if named is not None else path, option)
-    # The nearest existing ancestor must be a directory; a file there is a mistake worth naming.
     for ancestor in (path, *path.parents):
         if ancestor.exists() or ancestor.is_symlink():
             if not ancestor.is_dir():
                 what = "is a file" if ancestor.is_file() else "is not a directory"
                 raise EdgekitError(f"{name}: {ancestor} {what}, so the folder cannot be created there. "
                                    f"Choose {option or 'a path'} whose parent folders are directories.")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise EdgekitError(f"{name}: the folder {ancestor} is not writable. Choose {option or 'a path'} "
+                                   "in a folder you can write to.")
             break
+    return path
+
+
+def prepare_dir(path: str | os.PathLike, option: str | None = None, named: str | os.PathLike | None = None) -> Path:
+    """Create `path` (and its parents) as a directory, or say in one paragraph why it cannot be.
+
+    `named` is what the user typed when `path` is derived from it (the parent of an --out)."""
+    path = check_creatable(path, option, named)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EdgekitError(f"{name}: the folder {path} cannot be created ({exc.strerror or exc}). Choose "
-                           f"{option or 'a path'} in a folder you can write to.") from None
+        raise EdgekitError(f"{describe(named if named is not None else path, option)}: the folder {path} cannot be "
+                           f"created ({exc.strerror or exc}). Choose {option or 'a path'} in a folder you can "
+                           "write to.") from None
     return path
 
 

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from edgekit.bench.records import BenchReport
 from edgekit.bench.published import REFERENCE_BATCHES
+from edgekit.userfiles import prepare_parent
 
 
 def _ms(value, digits: int = 2) -> str:
@@ -114,7 +115,7 @@ def csv_rows(report: BenchReport) -> list[dict]:
 def write_csv(report: BenchReport, path: str | Path) -> Path:
     path = Path(path)
     rows = csv_rows(report)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_parent(path, "--csv")
     with path.open("w", newline="", encoding="utf-8") as stream:
         if rows:
             writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
@@ -132,8 +133,7 @@ def write_plot(report: BenchReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = prepare_parent(Path(path), "--plot")
     with_accuracy = bool(report.accuracy) or report.kind == "reference"
     fig, axes = plt.subplots(1, 2 if with_accuracy else 1, figsize=(12 if with_accuracy else 7, 5), squeeze=False)
     latency_ax = axes[0][0]

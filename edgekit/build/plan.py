@@ -17,7 +17,7 @@ from edgekit.build.compression import CompressionPlan, plan_compression, resolve
 from edgekit.compress.recipes import Recipe
 from edgekit.errors import EdgekitError
 from edgekit.export.inference_dir import InferenceDir, read_inference_dir
-from edgekit.userfiles import read_lines, require_file
+from edgekit.userfiles import check_creatable, read_lines, require_file
 from edgekit.preprocessing import Preprocessing
 from edgekit.targets import RuntimeAdapter, Target, adapter_for, get_target
 from edgekit.zoo import get_entry
@@ -112,6 +112,7 @@ def plan_build(model: str, target: str, precision: str = "fp32", *, weights: str
         raise EdgekitError(f"--labels {labels} has {len(label_list)} names but the model has {num_classes} "
                            "classes; give one name per class (or fix --num-classes).")
     out_dir = Path(out) if out else default_out_dir(model, target, resolved_recipe.name)
+    check_creatable(out_dir.parent, "--out", named=out_dir)
     if out_dir.exists() and not force:
         raise EdgekitError(f"Output directory {out_dir} already exists; pass --force to replace it, "
                            "or choose another --out.")

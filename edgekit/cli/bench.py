@@ -57,8 +57,12 @@ def bench(
     """Latency you can trust: bundles on this CPU (interleaved), or TensorRT on a T4/V100 beside the seed."""
     from edgekit import api
     from edgekit.bench.views import host_line, tables, write_csv, write_plot
+    from edgekit.userfiles import check_creatable
 
     ssh_options = options.parse_pairs(ssh_option, "--ssh-option")
+    for path, flag in ((csv, "--csv"), (plot, "--plot")):
+        if path:  # before the measurement, not after it
+            check_creatable(path.parent, flag, named=path)
     with err_console.status("starting") as status:
         report = api.bench(targets or [], target=target, batch=batch, threads=threads, warmup=warmup,
                            iterations=iters, duration=duration, rounds=rounds, device=device,
