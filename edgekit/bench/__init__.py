@@ -20,7 +20,7 @@ from edgekit.bench.cpu import CpuBenchConfig, check_device, parse_batches, run_c
 from edgekit.bench.records import BenchReport, CpuRecord
 from edgekit.bench.stats import LatencyStats
 from edgekit.errors import EdgekitError, suggest
-from edgekit.scratch import scratch_dir
+from edgekit.scratch import scratch_dir, sweep_tmp
 
 __all__ = ["run", "reference_report", "BenchReport", "CpuRecord", "CpuBenchConfig", "LatencyStats", "parse_batches"]
 
@@ -86,6 +86,7 @@ def run(targets: Sequence[str] = (), *, target: str | Sequence[str] | None = Non
     - `reference_only`: the seed pages' table, nothing measured.
     Bad input raises EdgekitError before anything is built or timed.
     """
+    sweep_tmp()  # what killed runs left in TMPDIR (only theirs: the owner is checked)
     if reference_only:
         return reference_report(targets, gpu)
     if gpu is not None:
