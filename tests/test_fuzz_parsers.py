@@ -2,7 +2,7 @@
 that names the file (or the value) — never another exception.
 
 Deterministic (derandomize, no example database) so CI sees the same inputs on every run; each test takes
-a few seconds.
+a few seconds. Inference directories are fuzzed too (their program files are user input as well).
 """
 
 from __future__ import annotations
@@ -219,3 +219,48 @@ def test_device_urls(address):
         close = getattr(getattr(device, "transport", None), "close", None)
         if close:
             close()
+
+
+_PIR_SKELETON = {"program": {"regions": [{"blocks": [{"ops": [
+    {"#": "1.data", "A": [{"N": "name", "AT": {"D": "x"}}], "O": [{"%": 1, "TT": {"D": [[1, "float32"], [-1, 3, 32, 32]]}}]},
+    {"#": "1.softmax", "I": [{"%": 1}], "O": [{"%": 2}]},
+    {"#": "1.fetch", "I": [{"%": 2}], "A": [{"N": "name", "AT": {"D": "y"}}], "O": [{"%": 3}]}]}]}]}}
+
+
+@settings(FUZZ, max_examples=80)  # each example parses a protobuf or a JSON program: slower than the rest
+@given(form=st.sampled_from(["inference.pdmodel", "inference.json"]),
+       data=st.one_of(BLOBS, _JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+                      st.builds(lambda value, where: json.dumps(_mutated(_PIR_SKELETON, where, value)).encode(),
+                                _JSON_VALUES, st.integers(0, 40))))
+def test_inference_directories(tmp_path, form, data):
+    from edgekit.export.inference_dir import read_inference_dir
+
+    folder = tmp_path / "fuzz export"
+    folder.mkdir(exist_ok=True)
+    for old in folder.iterdir():
+        old.unlink()
+    (folder / form).write_bytes(data)
+    (folder / "inference.pdiparams").write_bytes(b"")
+    _parses_or_names(lambda: read_inference_dir(folder), str(folder))
+
+
+def _mutated(tree, where: int, value):
+    """A deep copy of `tree` with its `where`-th node (depth first, modulo the count) replaced by `value`."""
+    nodes = []
+
+    def walk(node, path):
+        nodes.append(path)
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in children:
+            walk(child, (*path, key))
+
+    walk(tree, ())
+    target = nodes[where % len(nodes)]
+    copy = json.loads(json.dumps(tree))
+    if not target:
+        return value
+    parent = copy
+    for key in target[:-1]:
+        parent = parent[key]
+    parent[target[-1]] = value
+    return copy
