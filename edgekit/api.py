@@ -29,14 +29,16 @@ def doctor():
 def build(model: str, target: str, precision: str = "fp32", *, weights=None, inference_model=None, out=None,
           force: bool = False, num_classes: int | None = None, labels=None, options: dict | None = None,
           input_size: int | None = None, progress=None, recipe=None, calib=None, calib_limit: int | None = None,
-          max_drop: float | None = None, recipe_overrides: dict | None = None):
+          max_drop: float | None = None, recipe_overrides: dict | None = None, cache: bool = False):
     """Export `model` for `target` into a verified bundle directory; returns a BuildResult.
 
     `recipe` (name or YAML path, see `recipes()`) compresses on the way: INT8
     recipes need `calib` (labeled images: a PaddleClas list file or class
     folders); `max_drop` / `calib_limit` / `recipe_overrides` ({"PASS.KEY": value})
     override the recipe. All inputs are checked before any work starts
-    (EdgekitError on bad input).
+    (EdgekitError on bad input). With `cache=True` (what `edgekit build` does unless --no-cache) a build
+    whose inputs match an earlier one reuses that bundle (see edgekit.build.cache; `result.cache` says
+    whether it did); the library builds unless asked, so a program that calls build gets a build.
     """
     from edgekit.build import plan_build, run_build
 
@@ -44,6 +46,10 @@ def build(model: str, target: str, precision: str = "fp32", *, weights=None, inf
                       force=force, num_classes=num_classes, labels=labels, options=options, input_size=input_size,
                       recipe=recipe, calib=calib, calib_limit=calib_limit, max_drop=max_drop,
                       recipe_overrides=recipe_overrides)
+    if cache:
+        from edgekit.build.cache import cached_build
+
+        return cached_build(plan, progress=progress)
     return run_build(plan, progress=progress)
 
 
@@ -156,3 +162,54 @@ def demo(out="demo-out", *, force: bool = False, log=print):
 
 
 __all__.extend(["train", "distill", "demo", "bench"])
+
+
+def matrix_plan(plan, *, out=None, use_cache: bool | None = None):
+    """Read, check and expand a matrix file (plan.yaml) into cells, skipped ones with their reason; nothing
+    is built. EdgekitError names the file and the key on bad input. See edgekit.matrix.plan for the format."""
+    from edgekit.matrix.plan import load_plan
+
+    return load_plan(plan, out=out, use_cache=use_cache)
+
+
+def matrix(plan, *, out=None, ray: str | None = None, jobs: int | None = None, use_cache: bool | None = None,
+           progress=None):
+    """Run a matrix file (or the MatrixPlan `matrix_plan` returned): every model x target x recipe built
+    (through the build cache), validated and benched on every device; returns a MatrixResult. One JSON record per finished cell goes to
+    <out>/records.jsonl as it finishes, so an interrupted run resumes where it stopped; the report is
+    <out>/report.md and report.html. `ray="HOST:PORT"` runs cells as tasks on that Ray cluster (devices are
+    its custom resources device:NAME; needs `pip install 'edgekit[ray]'`); otherwise a local process pool of
+    `jobs` processes (default: one per core) builds, and each device benches one cell at a time.
+    """
+    from edgekit.matrix.plan import MatrixPlan, load_plan
+    from edgekit.matrix.run import run_matrix
+
+    if not isinstance(plan, MatrixPlan):  # a path; a MatrixPlan is one matrix_plan() already checked
+        plan = load_plan(plan, out=out, use_cache=use_cache)
+    return run_matrix(plan, ray=ray, jobs=jobs, progress=progress)
+
+
+def cache_location():
+    """Where the build cache keeps its entries (<edgekit cache dir>/builds; $EDGEKIT_CACHE_DIR moves it)."""
+    from edgekit.build.cache import cache_dir
+
+    return cache_dir()
+
+
+def cache_entries():
+    """The build cache's entries (edgekit.build.cache.CacheEntry), most recently used first."""
+    from edgekit.build.cache import entries
+
+    return entries()
+
+
+def prune_cache(*, older_than_days: float | None = None, max_size: int | None = None, everything: bool = False,
+                dry_run: bool = False):
+    """Remove build-cache entries unused for `older_than_days`, beyond `max_size` bytes (least recently used
+    first), or all; returns a PruneResult (what went, what stays, bytes freed)."""
+    from edgekit.build.cache import prune
+
+    return prune(older_than_days=older_than_days, max_size=max_size, everything=everything, dry_run=dry_run)
+
+
+__all__.extend(["matrix", "matrix_plan", "cache_location", "cache_entries", "prune_cache"])

@@ -19,7 +19,7 @@ warnings.filterwarnings("ignore", message="No ccache found")
 warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
 os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's executor INFO lines
 
-from edgekit.cli import bench, build, demo, recipes, toolchain, validate, zoo  # noqa: E402
+from edgekit.cli import bench, build, cache, demo, matrix, recipes, toolchain, validate, zoo  # noqa: E402
 from edgekit.cli.console import console  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -38,7 +38,7 @@ def main(version: Optional[bool] = typer.Option(None, "--version", callback=_ver
     pass
 
 
-# `edgekit --help` lists commands in registration order, then groups (zoo, toolchain) in theirs.
-for _module in (zoo, toolchain, build, validate, bench, recipes, demo):
+# `edgekit --help` lists commands in registration order, then groups (zoo, toolchain, cache) in theirs.
+for _module in (zoo, toolchain, build, validate, bench, matrix, recipes, demo, cache):
     _module.register(app)
 del _module
