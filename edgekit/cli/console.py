@@ -8,6 +8,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgekit.errors import EdgekitError
 
@@ -29,7 +30,8 @@ def handle_errors(command):
         try:
             return command(*args, **kwargs)
         except EdgekitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # The message is plain text: `pip install 'edgekit[ray]'` must not be read as rich markup.
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
 
     return run
