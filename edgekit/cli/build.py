@@ -38,6 +38,9 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
           max_drop: Optional[float] = typer.Option(None, help="Largest INT8 top-1 drop, e.g. 0.01 "
                                                               "(default: the recipe's)."),
           recipe_set: list[str] = typer.Option([], "--recipe-set", help="Recipe parameter PASS.KEY=VALUE."),
+          no_cache: bool = typer.Option(False, "--no-cache", help="Build afresh: neither reuse an earlier bundle "
+                                                                  "of the same inputs nor keep this one "
+                                                                  "(`edgekit cache ls`)."),
           as_json: bool = typer.Option(False, "--json", help="Print the bundle manifest as JSON.")) -> None:
     """Export a zoo model to an app-embeddable bundle for one target runtime."""
     from edgekit import api
@@ -52,7 +55,7 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
         result = api.build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
                            force=force, num_classes=num_classes, labels=labels, options=options,
                            input_size=input_size, recipe=recipe, calib=calib, calib_limit=calib_limit,
-                           max_drop=max_drop, recipe_overrides=recipe_overrides,
+                           max_drop=max_drop, recipe_overrides=recipe_overrides, cache=not no_cache,
                            progress=lambda step: status.update(f"[bold]{step}[/] ..."))
     manifest = result.manifest
     data = (manifest.get("compression") or {}).get("data") or {}
@@ -65,12 +68,18 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
     if as_json:
         write_json(manifest)
         return
-    table = Table(title=f"built {result.path}")
-    for col in ("step", "seconds", "output", "size (MB)"):
-        table.add_column(col, justify="left" if col in ("step", "output") else "right")
-    for s in result.steps:
-        table.add_row(s.name, f"{s.seconds:.2f}", s.output, f"{s.size / 1e6:.1f}")
-    console.print(table)
+    cache = getattr(result, "cache", None)
+    if cache is not None and cache.hit:
+        console.print(f"reused cached build {cache.key[:12]} (first built {cache.first_built} in "
+                      f"{cache.build_seconds:.1f} s): {result.path} restored in {cache.seconds:.2f} s; --no-cache "
+                      "rebuilds", highlight=False, markup=False)
+    else:
+        table = Table(title=f"built {result.path}")
+        for col in ("step", "seconds", "output", "size (MB)"):
+            table.add_column(col, justify="left" if col in ("step", "output") else "right")
+        for s in result.steps:
+            table.add_row(s.name, f"{s.seconds:.2f}", s.output, f"{s.size / 1e6:.1f}")
+        console.print(table)
     parity = manifest["parity"]
     if parity["measured"]:
         compared = parity.get("compared", len(parity["images"]))
