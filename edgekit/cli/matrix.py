@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edgekit.cli.console import console, err_console, handle_errors, write_json
@@ -18,7 +19,7 @@ def _say(line: str) -> None:
     err_console.print(line, highlight=False, markup=False)
 
 
-def _dry_run(plan, as_json: bool) -> None:
+def _dry_run(plan, as_json: bool, out: str | None) -> None:
     if as_json:
         write_json(plan.to_dict())
         return
@@ -28,16 +29,16 @@ def _dry_run(plan, as_json: bool) -> None:
         table.add_column(col)
     for cell in plan.cells:
         if cell.build.skipped:
-            runs = f"[yellow]skipped:[/] {cell.build.skipped}"
+            runs = f"[yellow]skipped:[/] {escape(cell.build.skipped)}"
         else:
-            parts = ["build"] + [f"{stage}" if not why else f"[dim]no {stage} ({why})[/]"
+            parts = ["build"] + [f"{stage}" if not why else f"[dim]no {stage} ({escape(why)})[/]"
                                  for stage, why in (("validate", cell.validate_skipped), ("bench", cell.bench_skipped))]
             runs = ", ".join(parts)
         table.add_row(cell.id, cell.build.model, cell.build.target, cell.build.recipe, cell.device.name, runs)
     console.print(table)
     for warning in plan.warnings:
-        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False)
-    console.print(f"next: edgekit matrix {plan.source}" + (f" --out {plan.out}" if plan.out else ""), style="dim")
+        err_console.print(f"[bold yellow]WARNING:[/] {escape(warning)}", highlight=False)
+    console.print(f"next: edgekit matrix {plan.source}" + (f" --out {out}" if out else ""), style="dim", markup=False)
 
 
 @handle_errors
@@ -59,10 +60,10 @@ def matrix(plan_file: str = typer.Argument(..., metavar="PLAN", help="The matrix
 
     plan = api.matrix_plan(plan_file, out=out, use_cache=False if no_cache else None)
     if dry_run:
-        _dry_run(plan, as_json)
+        _dry_run(plan, as_json, out)
         return
     for warning in plan.warnings:
-        err_console.print(f"[bold yellow]WARNING:[/] {warning}", highlight=False)
+        err_console.print(f"[bold yellow]WARNING:[/] {escape(warning)}", highlight=False)
     result = api.matrix(plan, ray=ray, jobs=jobs, progress=_say)
     if as_json:
         write_json(result.to_dict())

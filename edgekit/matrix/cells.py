@@ -141,7 +141,7 @@ def cell_record(cell: CellSpec, build: dict[str, Any] | None, device: dict[str, 
     device = device or {}
     record.update(status=device.get("status", "failed"), build={k: v for k, v in build.items()},
                   validation=device.get("validation"), bench=device.get("bench"),
-                  device_host=device.get("host"), device_seconds=device.get("seconds"))
+                  device_host=device.get("host"), device_pid=device.get("pid"), device_seconds=device.get("seconds"))
     if device.get("status") != "ok":
         record.update(stage=device.get("stage"), error=device.get("error", "device stage did not run"),
                       traceback=device.get("traceback"))
