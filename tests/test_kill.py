@@ -25,6 +25,7 @@ def _complete_or_absent(out: Path) -> None:
 
 
 def _kill_then_rerun(args: list[str], out: Path, tmp_path: Path, child: str, seed: int) -> None:
+    args = [*args, "--no-cache"]  # a cached bundle would be restored without running the step to kill
     command = Killable([*args, "--out", str(out)], tmp_path)
     killed = command.kill_when(lambda: command.has_child(child), seed=seed, spread=0.3)
     assert killed, f"the build ended before {child} started:\n{command.output()}"
