@@ -222,6 +222,12 @@ def build_from_source(source: str | Path, arch: str, jobs: int | None = None, lo
 
     lite_arch = "armv7hf" if arch == "armv7" else arch
     env = {**os.environ, "LITE_BUILD_THREADS": str(jobs or os.cpu_count() or 2)}
+    if arch == "armv7":
+        # Debian's armhf GCC emits Thumb-2 by default, where r7 is the frame pointer: Lite's 32-bit NEON
+        # assembly then has too few registers ("'asm' operand has impossible constraints", GCC 11 and 12).
+        # ARM state frees it. CMake seeds its first configure's flags from these variables.
+        for name in ("CFLAGS", "CXXFLAGS"):
+            env[name] = f"{env.get(name, '')} -marm".strip()
     with open(log or os.devnull, "w") as out:
         proc = children.run([str(script), f"--arch={lite_arch}", "--toolchain=gcc", "--with_extra=ON",
                                "--with_exception=ON"], cwd=source, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -229,10 +235,12 @@ def build_from_source(source: str | Path, arch: str, jobs: int | None = None, lo
     if proc.returncode != 0 or not built.is_dir():
         hint = ""
         if arch == "armv7" and log and "impossible constraints" in Path(log).read_text(errors="replace"):
-            # Seen with Paddle-Lite 2.13-rc and Debian's GCC 11 and 12 cross compilers.
-            hint = (" Paddle-Lite's 32-bit ARM inline assembly (conv3x3s1_depthwise_int8.cc) does not compile with "
-                    "GCC 11 or newer; use the inference_lite_lib.armlinux.armv7hf archive of a Paddle Lite release "
-                    "(`edgekit toolchain register-lite-runtime DIR`), or an older GCC.")
+            # Paddle-Lite 2.13-rc with Debian's GCC 11/12 in Thumb mode; -marm above avoids it, unless a build
+            # directory configured without it is reused.
+            hint = (" Paddle-Lite's 32-bit ARM inline assembly ran out of registers; edgekit builds in ARM state "
+                    "(-marm) for that, so remove a build.lite.linux.armv7hf.gcc folder configured before, or use "
+                    "the inference_lite_lib.armlinux.armv7hf archive of a Paddle Lite release "
+                    "(`edgekit toolchain register-lite-runtime DIR`).")
         raise EdgekitError(f"Building the {arch} Lite runtime in {source} failed (exit {proc.returncode})"
                            + (f"; see {log}." if log else ".") + hint)
     return register(built)
