@@ -43,6 +43,12 @@ def _die_with(parent: int):
     return arm
 
 
+def die_with_parent(parent: int) -> None:
+    """Called in a child that Python started itself (a process pool's initializer): the same promise."""
+    if _LIBC is not None:
+        _die_with(parent)()
+
+
 def _guarded(kwargs: dict[str, Any]) -> dict[str, Any]:
     if _LIBC is not None and "preexec_fn" not in kwargs:
         kwargs["preexec_fn"] = _die_with(os.getpid())

@@ -6,6 +6,7 @@ fp32 / fp16) plus a model whose weights file is garbage, on one device.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -183,12 +184,17 @@ def test_rerun_resumes_everything_and_a_fresh_out_rebuilds_nothing_from_the_cach
 
 
 def test_killed_matrix_resumes_where_it_stopped(local_run, shared, inputs, tmp_path):
-    """SIGKILL to the whole matrix process group after the first finished cell; the re-run completes the rest."""
-    env = {**os.environ, "EDGEKIT_CACHE_DIR": str(shared / "cache-local")}  # builds come from the cache: fast
+    """SIGKILL to the matrix process alone after the second finished cell: its build workers and their children
+    die with it, and the re-run completes the rest."""
+    from killing import processes_with
+
+    marker = f"EDGEKIT_KILL_TEST={os.getpid()}-{tmp_path.name}"
+    env = {**os.environ, "EDGEKIT_CACHE_DIR": str(shared / "cache-local"),  # builds come from the cache: fast
+           "EDGEKIT_KILL_TEST": marker.split("=", 1)[1]}
     plan = write_plan(inputs, "kill.yaml", plan_text())
     out = tmp_path / "killed"
     cmd = [sys.executable, "-c", "from edgekit.cli import app; app()", "matrix", str(plan), "--out", str(out),
-           "--jobs", "1"]
+           "--jobs", "2"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     records = out / "records.jsonl"
@@ -199,8 +205,16 @@ def test_killed_matrix_resumes_where_it_stopped(local_run, shared, inputs, tmp_p
                 break
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
+    deadline = time.monotonic() + 2
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = processes_with(marker)
+    for pid in left:  # not to disturb the other tests, whatever the verdict
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "processes outlived the killed matrix"
     before = _records(out)
     assert 2 <= len(before) < 8, f"the kill landed mid-run ({len(before)} cells had finished)"
     again = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=600)

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +29,7 @@ from edgekit.build.plan import BuildPlan
 from edgekit.build.run import BuildResult, run_build
 from edgekit.bundle import atomic_directory, read_manifest, verify_files
 from edgekit.hashing import file_sha256
+from edgekit.scratch import scratch_dir
 
 ENTRY = "entry.json"
 KEY_VERSION = 1  # bumped when what the key covers changes, so old entries stop matching
@@ -205,7 +205,7 @@ def store(key: str, bundle: Path, build_seconds: float, root: Path | None = None
     root = root or cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(bundle)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.partial-", dir=root))
+    tmp = scratch_dir(f".{key[:12]}.partial", root)  # a killed store leaves it for the next one to sweep
     try:
         shutil.copytree(bundle, tmp / "bundle")
         meta = {"key": key, "model": manifest["model"]["name"], "target": manifest["target"]["name"],

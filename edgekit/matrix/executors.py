@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
+from edgekit import children
 from edgekit.matrix.cells import build_stage, device_stage
 from edgekit.matrix.plan import BuildSpec, CellSpec
 
@@ -91,7 +92,9 @@ class LocalExecutor:
 
         progress(f"building {total} bundles in {workers} processes")
         lock = threading.Lock()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # Workers die with the matrix process (a SIGKILLed matrix leaves no build running).
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=children.die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(build_stage, build): build for build in builds}
             for done, future in enumerate(as_completed(futures), 1):
                 build = futures[future]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from edgekit.errors import EdgekitError
 from edgekit.matrix.cells import build_stage, device_stage
 from edgekit.matrix.executors import Progress, Sink, describe_build, pending_builds
 from edgekit.matrix.plan import BuildSpec, CellSpec
+from edgekit.scratch import scratch_dir
 
 RAY_MISSING = ("--ray needs Ray, which is an optional extra: pip install 'edgekit[ray]' (ray==2.60.0) here and "
                "on every node of the cluster, or run without --ray (the local executor needs nothing).")
@@ -56,7 +56,7 @@ def unpack(data: bytes, dst: Path) -> Path:
 
 def build_task(build: BuildSpec) -> tuple[dict[str, Any], bytes | None]:
     """On any node: the build (through that node's cache), returned with the bundle's bytes."""
-    work = Path(tempfile.mkdtemp(prefix="edgekit-matrix-build-"))
+    work = scratch_dir("edgekit-matrix-build")
     try:
         result = build_stage(build, out=str(work / build.id))
         return result, pack(Path(result["bundle"])) if result.get("status") == "ok" else None
@@ -69,7 +69,7 @@ def device_task(cell: CellSpec, built: tuple[dict[str, Any], bytes | None]) -> d
     result, data = built
     if result.get("status") != "ok" or data is None:
         return {"status": "failed", "stage": "build", "error": result.get("error", "build failed")}
-    work = Path(tempfile.mkdtemp(prefix="edgekit-matrix-cell-"))
+    work = scratch_dir("edgekit-matrix-cell")
     try:
         return device_stage(cell, str(unpack(data, work / cell.build.id)))
     finally:
