@@ -105,7 +105,11 @@ def _calibration(plan: BuildPlan) -> str | None:
         return None
     digest = hashlib.sha256()
     for sample in plan.compression.data.samples:
-        digest.update(f"{sample.label}:{file_sha256(sample.path)}\n".encode())
+        try:
+            content = file_sha256(sample.path)
+        except OSError:  # unreadable: the build skips and counts it; the key records that it was missing
+            content = "unreadable"
+        digest.update(f"{sample.label}:{content}\n".encode())
     return digest.hexdigest()
 
 
