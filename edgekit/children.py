@@ -3,8 +3,8 @@
 A SIGKILLed parent cannot clean up, so each child asks the kernel to kill it
 when its parent goes (Linux PR_SET_PDEATHSIG, set between fork and exec). The
 signal follows the thread that started the child: start long-lived children
-(the ssh master) from the thread that outlives them. Elsewhere the children
-are only reaped normally.
+(the ssh master) from the thread that outlives them. Off Linux there is no
+such call, and children are only reaped the usual way.
 
     proc = children.run([sys.executable, "-m", "edgekit.export._legacy_worker", job], capture_output=True)
 """
