@@ -18,11 +18,13 @@ registered runtime or source checkout of the same version.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
 import os
 import re
+import shlex
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from pathlib import Path
 from edgekit import children
 from edgekit.errors import EdgekitError
 from edgekit.hashing import file_sha256
+from edgekit.scratch import temporary_dir
 from edgekit.toolchains.lite_layout import LITE_VERSION, cache_root
 
 RUNTIME_ENV_VAR = "EDGEKIT_LITE_RUNTIME"
@@ -205,6 +208,26 @@ def status() -> list[dict]:
     return rows
 
 
+def _arm_state_compilers(folder: Path) -> Path:
+    """`arm-linux-gnueabihf-gcc/g++` that compile in ARM state, first on PATH for Lite's build.
+
+    Debian's armhf GCC emits Thumb-2 by default, where r7 is the frame pointer: Lite's 32-bit NEON assembly
+    then has too few registers ("'asm' operand has impossible constraints", GCC 11 and 12, at the LTO link).
+    `-marm` frees it, but Lite's cmake files set their own flags, so the compiler itself adds it: every
+    compile and the LTO link get it (armlinux.cmake names the compilers without a path).
+    """
+    import shutil
+
+    for tool in ("gcc", "g++"):
+        real = shutil.which(f"arm-linux-gnueabihf-{tool}")
+        if real is None:
+            continue  # check_compiler has said what to install
+        wrapper = folder / f"arm-linux-gnueabihf-{tool}"
+        wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(real)} "$@" -marm\n')
+        wrapper.chmod(0o755)
+    return folder
+
+
 def build_from_source(source: str | Path, arch: str, jobs: int | None = None, log=None) -> LiteRuntime:
     """Build a light-API runtime from a Paddle-Lite checkout (tiny_publish: C++ only, no downloads), then
     register it. About 20-30 minutes on 2 cores for armv8."""
@@ -222,24 +245,22 @@ def build_from_source(source: str | Path, arch: str, jobs: int | None = None, lo
 
     lite_arch = "armv7hf" if arch == "armv7" else arch
     env = {**os.environ, "LITE_BUILD_THREADS": str(jobs or os.cpu_count() or 2)}
-    if arch == "armv7":
-        # Debian's armhf GCC emits Thumb-2 by default, where r7 is the frame pointer: Lite's 32-bit NEON
-        # assembly then has too few registers ("'asm' operand has impossible constraints", GCC 11 and 12).
-        # ARM state frees it. CMake seeds its first configure's flags from these variables.
-        for name in ("CFLAGS", "CXXFLAGS"):
-            env[name] = f"{env.get(name, '')} -marm".strip()
-    with open(log or os.devnull, "w") as out:
-        proc = children.run([str(script), f"--arch={lite_arch}", "--toolchain=gcc", "--with_extra=ON",
-                               "--with_exception=ON"], cwd=source, env=env, stdout=out, stderr=subprocess.STDOUT)
+    with contextlib.ExitStack() as stack:
+        if arch == "armv7":
+            wrappers = stack.enter_context(temporary_dir("edgekit-armv7-cc"))
+            env["PATH"] = f"{_arm_state_compilers(wrappers)}{os.pathsep}{env.get('PATH', '')}"
+        with open(log or os.devnull, "w") as out:
+            proc = children.run([str(script), f"--arch={lite_arch}", "--toolchain=gcc", "--with_extra=ON",
+                                 "--with_exception=ON"], cwd=source, env=env, stdout=out, stderr=subprocess.STDOUT)
     built = source / f"build.lite.linux.{lite_arch}.gcc" / "inference_lite_lib.armlinux.{}".format(lite_arch)
     if proc.returncode != 0 or not built.is_dir():
         hint = ""
         if arch == "armv7" and log and "impossible constraints" in Path(log).read_text(errors="replace"):
-            # Paddle-Lite 2.13-rc with Debian's GCC 11/12 in Thumb mode; -marm above avoids it, unless a build
-            # directory configured without it is reused.
-            hint = (" Paddle-Lite's 32-bit ARM inline assembly ran out of registers; edgekit builds in ARM state "
-                    "(-marm) for that, so remove a build.lite.linux.armv7hf.gcc folder configured before, or use "
-                    "the inference_lite_lib.armlinux.armv7hf archive of a Paddle Lite release "
+            # Paddle-Lite 2.13-rc with Debian's GCC 11/12 in Thumb mode; the -marm compilers above avoid it,
+            # unless objects compiled before without it are reused.
+            hint = (" Paddle-Lite's 32-bit ARM inline assembly ran out of registers; edgekit compiles in ARM state "
+                    "(-marm) for that, so remove a build.lite.linux.armv7hf.gcc folder built before without it, or "
+                    "use the inference_lite_lib.armlinux.armv7hf archive of a Paddle Lite release "
                     "(`edgekit toolchain register-lite-runtime DIR`).")
         raise EdgekitError(f"Building the {arch} Lite runtime in {source} failed (exit {proc.returncode})"
                            + (f"; see {log}." if log else ".") + hint)
