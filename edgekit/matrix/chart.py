@@ -1,7 +1,8 @@
 """The accuracy-vs-latency scatter (the seed pages' chart, for your own models) with the Pareto front.
 
 One panel per device: x is the median latency at the plan's first bench batch, y the validation top-1;
-colour is the target, marker the precision, each point labelled with its model. The Pareto front (no
+colour is the target, marker the precision, each point labelled with its model (with its target and precision
+when the chart has one model, which the title then names). The Pareto front (no
 other cell on that device is both at least as fast and at least as accurate) is joined by a line.
 """
 
@@ -66,6 +67,13 @@ def write_chart(records: list[dict[str, Any]], png: Path, title: str) -> tuple[P
     devices = list(dict.fromkeys(p.device for p in points))
     targets = list(dict.fromkeys(p.target for p in points))
     colours = {t: plt.get_cmap("tab10")(i % 10) for i, t in enumerate(targets)}
+    models = list(dict.fromkeys(p.model for p in points))
+    if len(models) == 1:  # the title names the model; each point says which bundle it is
+        title = f"{title} ({models[0]})"
+
+    def label(p: Point) -> str:
+        return p.model if len(models) > 1 else f"{p.target} {p.precision}"
+
     fig, axes = plt.subplots(1, len(devices), figsize=(6.4 * len(devices), 5.0), squeeze=False)
     for ax, device in zip(axes[0], devices):
         mine = [p for p in points if p.device == device]
@@ -73,7 +81,7 @@ def write_chart(records: list[dict[str, Any]], png: Path, title: str) -> tuple[P
             ax.scatter(p.latency_ms, p.top1, s=70, marker=MARKERS.get(p.precision, "D"), color=colours[p.target],
                        edgecolor="black", linewidth=0.6, zorder=3)
             # Alternate above / below so neighbours at one accuracy do not print over each other.
-            ax.annotate(p.model, (p.latency_ms, p.top1), textcoords="offset points", fontsize=8,
+            ax.annotate(label(p), (p.latency_ms, p.top1), textcoords="offset points", fontsize=8,
                         xytext=(6, 6 if i % 2 == 0 else -12))
         front = pareto_front(mine)
         ax.plot([p.latency_ms for p in front], [p.top1 for p in front], "--", color="gray", linewidth=1.2,
@@ -87,6 +95,11 @@ def write_chart(records: list[dict[str, Any]], png: Path, title: str) -> tuple[P
         ax.set(title=f"device {device}", xlabel="median latency, batch "
                f"{_batch(records, device)} (ms)", ylabel="validation top-1")
         ax.grid(alpha=0.3)
+        unplotted = _unplotted(records, device, {p.cell for p in mine}, several_models=len(models) > 1)
+        if unplotted:  # built here but not both validated and benched: say so rather than leave them out silently
+            ax.text(0.98, 0.03, "not on the chart (no accuracy or no latency here):\n" + unplotted,
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5, color="dimgray",
+                    bbox=dict(boxstyle="round", facecolor="white", edgecolor="lightgray", alpha=0.9))
     handles = [plt.Line2D([], [], linestyle="", marker="o", color=colours[t], markeredgecolor="black", label=t)
                for t in targets]
     precisions = list(dict.fromkeys(p.precision for p in points))
@@ -104,6 +117,13 @@ def write_chart(records: list[dict[str, Any]], png: Path, title: str) -> tuple[P
     plt.close(fig)
     text = svg.getvalue()
     return png, text[text.index("<svg"):]  # drop the XML prolog: the SVG goes inline into the HTML
+
+
+def _unplotted(records: list[dict[str, Any]], device: str, plotted: set[str], *, several_models: bool) -> str:
+    names = [f"{r['model_id']} " * several_models + f"{r['target']} {(r.get('build') or {}).get('precision', r['recipe'])}"
+             for r in records if r.get("device") == device and r.get("status") == "ok" and r["id"] not in plotted]
+    shown = ", ".join(names[:6])
+    return shown + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
 def _batch(records: list[dict[str, Any]], device: str) -> int | str:

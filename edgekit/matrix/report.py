@@ -3,7 +3,8 @@
 A table per device (FP32, FP16 and INT8 of each model and target side by side: size, top-1, agreement
 with the FP32 Paddle model, latency, speed-up over FP32), the accuracy-vs-latency chart with its Pareto
 front, the published PaddleClas figures beside the measured ones for zoo models with real ImageNet
-weights, and every skipped or failed cell with its reason.
+weights, and every skipped or failed cell with its reason. A caller with more to say (the demo: the models it
+trained, its steps) passes `Section`s to go before the device tables or after them, in both pages.
 """
 
 from __future__ import annotations
@@ -11,10 +12,38 @@ from __future__ import annotations
 import html
 import os
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from edgekit.matrix.chart import pareto_front, points_of, write_chart
+
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of the report a caller adds: a heading, paragraphs (Markdown `code` allowed), then a table."""
+
+    title: str
+    paragraphs: Sequence[str] = ()
+    columns: Sequence[str] = ()
+    rows: Sequence[Sequence[str]] = field(default_factory=list)
+
+    def markdown(self) -> list[str]:
+        lines = [f"## {self.title}", ""]
+        for paragraph in self.paragraphs:
+            lines += [paragraph, ""]
+        if self.columns:
+            lines += _md_table(self.columns, self.rows) + [""]
+        return lines
+
+    def html(self) -> str:
+        parts = [f"<h2>{html.escape(self.title)}</h2>"]
+        parts += [f"<p>{html.escape(p.replace('`', ''))}</p>" for p in self.paragraphs]
+        if self.columns:
+            parts.append(_html_table(self.columns, self.rows))
+        return "\n".join(parts)
+
 
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
 COLUMNS = ("model", "target", "recipe", "precision", "size MB", "top-1", "top-5", "agree w/ FP32", "median ms",
@@ -35,8 +64,10 @@ def _precision(record: dict[str, Any]) -> str:
 
 
 def _note(record: dict[str, Any]) -> str:
-    notes = [f"{stage}: {skipped}" for stage in ("validation", "bench")
-             if (skipped := (record.get(stage) or {}).get("skipped"))]
+    skipped = {stage: why for stage in ("validation", "bench") if (why := (record.get(stage) or {}).get("skipped"))}
+    if len(skipped) == 2 and len(set(skipped.values())) == 1:  # one reason for both: say it once
+        skipped = {"validation and bench": skipped["validation"]}
+    notes = [f"{stage}: {why}" for stage, why in skipped.items()]
     if (record.get("build") or {}).get("weights", {}).get("random_init"):
         notes.append("random-init weights")
     return "; ".join(notes)
@@ -119,9 +150,16 @@ def _md_table(columns, rows) -> list[str]:
         ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
 
 
-def markdown(result, chart_name: str | None) -> str:
+def _title(result, title: str | None) -> str:
+    return title or f"edgekit matrix: {result.plan.name}"
+
+
+def markdown(result, chart_name: str | None, *, title: str | None = None, before: Sequence[Section] = (),
+             after: Sequence[Section] = ()) -> str:
     records, plan = result.records, result.plan
-    lines = [f"# edgekit matrix: {plan.name}", "", *_summary(result), ""]
+    lines = [f"# {_title(result, title)}", "", *_summary(result), ""]
+    for section in before:
+        lines += section.markdown()
     for device in plan.devices:
         rows = device_rows(records, device.name)
         lines += [f"## Device {device.name} ({device.address})", ""]
@@ -140,6 +178,8 @@ def markdown(result, chart_name: str | None) -> str:
     problems = problem_rows(records)
     if problems:
         lines += ["", "## Skipped and failed cells", ""] + _md_table(("cell", "status", "why"), problems)
+    for section in after:
+        lines += [""] + section.markdown()[:-1]
     if result.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
     lines += ["", f"Records: `{plan.out / 'records.jsonl'}` (one JSON line per finished cell); bundles under "
@@ -165,11 +205,14 @@ def _html_table(columns, rows, numeric=()) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def html_page(result, svg: str | None) -> str:
+def html_page(result, svg: str | None, *, title: str | None = None, before: Sequence[Section] = (),
+              after: Sequence[Section] = ()) -> str:
     records, plan = result.records, result.plan
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>edgekit matrix: {html.escape(plan.name)}"
-             f"</title><style>{CSS}</style></head><body>", f"<h1>edgekit matrix: {html.escape(plan.name)}</h1>"]
+    heading = html.escape(_title(result, title))
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{heading}"
+             f"</title><style>{CSS}</style></head><body>", f"<h1>{heading}</h1>"]
     parts += [f"<p>{html.escape(s.replace('`', ''))}</p>" for s in _summary(result)]
+    parts += [section.html() for section in before]
     if svg:
         parts.append(f"<h2>Accuracy vs latency</h2><figure>{svg}<figcaption>Pareto front per device: dashed line, "
                      "red rings.</figcaption></figure>")
@@ -184,18 +227,23 @@ def html_page(result, svg: str | None) -> str:
     problems = problem_rows(records)
     if problems:
         parts.append("<h2>Skipped and failed cells</h2>" + _html_table(("cell", "status", "why"), problems))
+    parts += [section.html() for section in after]
     if result.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in result.notes) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def write_reports(result) -> tuple[Path, Path, Path | None]:
+def write_reports(result, *, title: str | None = None, before: Sequence[Section] = (),
+                  after: Sequence[Section] = ()) -> tuple[Path, Path, Path | None]:
+    """report.md, report.html and report.png under the plan's out; `title` replaces "edgekit matrix: NAME",
+    `before` / `after` sections go before the device tables / after the skipped and failed cells."""
     out = result.plan.out
     chart = write_chart(result.records, out / "report.png", f"{result.plan.name}: accuracy vs latency")
     png, svg = chart if chart else (None, None)
+    extra = dict(title=title, before=before, after=after)
     md = out / "report.md"
-    md.write_text(markdown(result, png.name if png else None), encoding="utf-8")
+    md.write_text(markdown(result, png.name if png else None, **extra), encoding="utf-8")
     page = out / "report.html"
-    page.write_text(html_page(result, svg), encoding="utf-8")
+    page.write_text(html_page(result, svg, **extra), encoding="utf-8")
     return md, page, png
