@@ -151,14 +151,16 @@ def distill(student: str, train_data, val_data=None, *, teacher: str, teacher_we
                              progress=progress)
 
 
-def demo(out="demo-out", *, force: bool = False, log=print):
-    """The whole pipeline on the bundled digits: train, distill, quantize, build, validate, bench, report.
+def demo(out="demo-out", *, force: bool = False, log=print, use_cache: bool = True):
+    """The whole pipeline on the bundled digits: train, distill, then the student's FP32 and INT8 bundles as a
+    matrix (built through the build cache unless use_cache=False, validated, benched), and its report.
 
-    Writes bundles, plots and report.md under `out`; returns a DemoResult.
+    Writes data, models, plan.yaml, records.jsonl, bundles and report.md/.html/.png under `out`; returns a
+    DemoResult.
     """
-    from edgekit.demo import run_demo
+    from edgekit.demo import DemoConfig, run_demo
 
-    return run_demo(out, force=force, log=log)
+    return run_demo(out, force=force, log=log, config=DemoConfig(cache=use_cache))
 
 
 __all__.extend(["train", "distill", "demo", "bench"])
