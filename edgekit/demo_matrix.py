@@ -57,6 +57,7 @@ def write_plan(out: Path, config, *, weights: Path, labels: Path, calib: Path, d
         devices.append({"name": EMULATOR_DEVICE.format(name=emulator.split("://", 1)[1]), "address": emulator})
     plan = {
         "name": PLAN_NAME,
+        "out": ".",  # records, bundles and report stay in the demo's directory when `edgekit matrix` re-runs it
         "models": [{"name": config.student, "weights": _rel(weights, out), "num_classes": num_classes,
                     "labels": _rel(labels, out), "input_size": config.input_size}],
         "targets": list(config.targets),

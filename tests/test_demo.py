@@ -61,8 +61,10 @@ def test_demo_trains_distills_then_runs_its_bundles_as_a_matrix_and_reports(tmp_
     assert len((out / "records.jsonl").read_text().splitlines()) == 6
     assert not (out / "work").exists(), "training checkpoints are cleaned up once the weights are saved"
 
-    # plan.yaml is an ordinary matrix file: running it again finds every cell finished and runs none.
-    again = api.matrix(out / "plan.yaml", out=out)
+    # plan.yaml is an ordinary matrix file whose out is the demo's directory: running it again (as its header
+    # says, with no --out) finds every cell finished there and runs none.
+    again = api.matrix(out / "plan.yaml")
+    assert again.plan.out.resolve() == out.resolve()
     assert again.ran == 0 and again.resumed == 6 and again.count("ok") == 6
 
 
