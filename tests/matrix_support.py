@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SIZE = 32
 MODELS = {"r18": "ResNet18", "r18vd": "ResNet18_vd"}
@@ -219,3 +220,21 @@ def ray_tasks(prefix: str) -> dict[int, str]:
                 if title.startswith(f"ray::{prefix}"):
                     found[int(entry.name)] = title
     return found
+
+
+# The fixtures both matrix test modules use (imported by name there): one shared folder, one set of inputs,
+# one local run per test run, whichever module asks first.
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory) -> Path:
+    return shared_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def inputs(shared) -> Path:
+    return make_inputs(shared)
+
+
+@pytest.fixture(scope="session")
+def local_run(shared, inputs):
+    return run_local(shared, inputs)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from matrix_support import accuracy_of, make_inputs, plan_text, run_local, shared_root, write_plan
+from matrix_support import accuracy_of, inputs, local_run, plan_text, shared, write_plan  # noqa: F401 (fixtures)
 from typer.testing import CliRunner
 
 from edgekit.cli import app
@@ -25,19 +25,6 @@ from edgekit.matrix.chart import Point, pareto_front
 runner = CliRunner()
 
 
-@pytest.fixture(scope="session")
-def shared(tmp_path_factory) -> Path:
-    return shared_root(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def inputs(shared) -> Path:
-    return make_inputs(shared)
-
-
-@pytest.fixture(scope="session")
-def local_run(shared, inputs):
-    return run_local(shared, inputs)
 
 
 def _records(out: Path) -> list[dict]:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from matrix_support import (RayCluster, accuracy_of, make_inputs, plan_text, ray_tasks, run_local, shared_root,
-                            write_plan)
+from matrix_support import (RayCluster, accuracy_of, inputs, local_run, plan_text, ray_tasks,  # noqa: F401
+                            shared, write_plan)  # (inputs, local_run, shared: fixtures)
 
 from edgekit import api
 from edgekit.bundle import read_manifest, verify_files
@@ -23,19 +23,6 @@ from edgekit.bundle import read_manifest, verify_files
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e .[test] brings it)")
 
 
-@pytest.fixture(scope="session")
-def shared(tmp_path_factory) -> Path:
-    return shared_root(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def inputs(shared) -> Path:
-    return make_inputs(shared)
-
-
-@pytest.fixture(scope="session")
-def local_run(shared, inputs):
-    return run_local(shared, inputs)  # made once per test run, whichever module asks first
 
 
 @pytest.fixture(scope="module")
