@@ -38,6 +38,8 @@ def bundle(shared_dir):
     """bundle(target) -> a small SqueezeNet1_1 bundle (10 classes, 64x64), built once per session."""
 
     def get(target: str) -> Path:
+        """`target`, or `target`-int8: post-training INT8 calibrated on digits (random-init weights, any drop
+        accepted: latency does not depend on weight values)."""
         shared_dir.mkdir(parents=True, exist_ok=True)
         out = shared_dir / f"{MODEL}-{target}"
         with open(shared_dir / f"{target}.lock", "w") as lock:
@@ -50,7 +52,15 @@ def bundle(shared_dir):
                         paddle_lite.find(install_missing=False)
                     except EdgekitError as exc:
                         pytest.skip(f"Paddle Lite toolchain not installed: {exc}")
-                api.build(MODEL, target, out=out, num_classes=10, input_size=64)
+                if target.endswith("-int8"):
+                    from edgekit.data.digits import make_digits_dataset
+
+                    digits = make_digits_dataset(shared_dir / "digits", size=64)
+                    api.build(MODEL, target.removesuffix("-int8"), out=out, num_classes=10, input_size=64,
+                              recipe="ptq-int8", calib=digits.train_list, calib_limit=64, max_drop=1.0,
+                              recipe_overrides={"ptq.calibration_images": 32, "ptq.holdout_images": 32})
+                else:
+                    api.build(MODEL, target, out=out, num_classes=10, input_size=64)
         return out
 
     return get
@@ -121,6 +131,136 @@ def test_bundles_are_interleaved_round_by_round_and_compared(bundle):
     for r in report.records:
         assert r.peak_gflops > 0 and r.peak_source.startswith("1024x1024x1024 MatMul in " + r.runtime)
         assert r.to_dict()["fraction_of_peak"] == pytest.approx(r.achieved_gflops / r.peak_gflops, rel=1e-2)
+
+
+# ---------------------------------------------------------------- INT8 GEMM peak and the physical peak
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_int8_gemm_peak_is_measured_in_integer_kernels(runtime):
+    from edgekit.bench.peak import measure_peak
+
+    peak = measure_peak(runtime, "int8", threads=2, seconds=0.05, n=256)
+    assert peak.gflops > 0 and peak.unit == "GOP/s" and peak.gemm == "256x256x256"
+    # The runtime's own account of what ran the MatMul: an integer kernel, or this is no INT8 peak.
+    assert peak.integer_kernel is True, peak.kernel
+    assert ("QLinearMatMul" in peak.kernel if runtime == "onnxruntime" else
+            "runtimePrecision u8" in peak.kernel or "runtimePrecision i8" in peak.kernel)
+    assert peak.to_dict()["unit"] == "GOP/s" and not peak.note
+
+
+def test_onnxruntime_fuses_the_int8_gemm_into_an_integer_matmul(tmp_path):
+    """Independently of measure_peak's probe: onnxruntime's optimized graph of the INT8 GEMM."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgekit.bench.peak import _onnx_int8_gemm
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(_onnx_int8_gemm(tmp_path / "gemm.onnx", 64)), options,
+                         providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    assert "MatMul" not in ops and {"QLinearMatMul", "MatMulInteger", "MatMulIntegerToFloat"} & set(ops), ops
+
+
+def test_paddle_inference_says_why_it_has_no_int8_peak():
+    from edgekit.bench.peak import measure_peak
+
+    peak = measure_peak("paddle-inference", "int8", threads=1)
+    assert peak.gflops is None and "not measured" in peak.note and peak.source.startswith("no int8 GEMM peak")
+
+
+def test_int8_records_get_their_share_of_the_int8_peak(bundle):
+    fp32, int8 = bundle("onnx"), bundle("onnx-int8")
+    report = api.bench([fp32, int8], peak=True, **QUICK)
+    by_label = {r.label: r for r in report.records}
+    record = by_label[int8.name]
+    assert record.bundle_precision == "int8" and record.runtime_precision == "int8"
+    assert record.ops_unit == "GOP/s" and by_label[fp32.name].ops_unit == "GFLOP/s"
+    assert record.peak_source.startswith("1024x1024x1024 MatMul in onnxruntime int8")
+    # The same 2 x multiply-adds count as FP32, against the INT8 GEMM of the same runtime.
+    assert record.achieved_gflops == pytest.approx(by_label[fp32.name].achieved_gflops
+                                                   * record.throughput_ips / by_label[fp32.name].throughput_ips)
+    assert record.to_dict()["fraction_of_peak"] == pytest.approx(record.achieved_gflops / record.peak_gflops,
+                                                                 rel=1e-2)
+    peaks = {(p["runtime"], p["precision"]): p for p in report.peaks}
+    assert set(peaks) == {("onnxruntime", "f32"), ("onnxruntime", "int8")}
+    assert peaks[("onnxruntime", "int8")]["integer_kernel"] is True
+    assert peaks[("onnxruntime", "int8")]["gflops"] == pytest.approx(record.peak_gflops, rel=1e-2)
+    physical = report.to_dict()["physical_peak"]
+    assert physical["gflops"] > 0 and "onnxruntime f32" in physical["measured_fractions"]
+    assert physical["formula"].endswith(f"= {physical['gflops']:.1f} GFLOP/s")
+    from rich.console import Console
+
+    console = Console(width=250, record=True)
+    for table in __import__("edgekit.bench.views", fromlist=["tables"]).tables(report):
+        console.print(table)
+    text = console.export_text()
+    assert "GOP/s" in text and "physical FP32" in text and physical["formula"].split(" = ")[0] in text
+
+
+X86_AVX2 = {"sse", "sse2", "avx", "fma", "avx2"}
+
+
+@pytest.mark.parametrize("flags,vendor,family,model,flop", [
+    (X86_AVX2, "AuthenticAMD", 0x19, 0x01, 32),  # Zen 3: 2 x 256-bit FMA
+    (X86_AVX2 | {"avx512f"}, "AuthenticAMD", 0x19, 0x61, 32),  # Zen 4: 512-bit ops on 256-bit pipes
+    (X86_AVX2 | {"avx512f"}, "AuthenticAMD", 0x1A, 0x44, 64),  # Zen 5: 512-bit datapath
+    (X86_AVX2, "AuthenticAMD", 0x17, 0x01, 16),  # Zen 1: 128-bit pipes
+    (X86_AVX2, "AuthenticAMD", 0x17, 0x31, 32),  # Zen 2
+    (X86_AVX2 | {"avx512f"}, "GenuineIntel", 6, 85, 64),  # Skylake-SP: 2 x 512-bit FMA
+    (X86_AVX2, "GenuineIntel", 6, 63, 32),  # Haswell
+    ({"sse", "sse2", "avx"}, "GenuineIntel", 6, 42, 16),  # Sandy Bridge: no FMA
+    ({"sse", "sse2"}, "GenuineIntel", 6, 15, 8),
+])
+def test_fp32_flop_per_cycle_from_isa_flags(flags, vendor, family, model, flop):
+    from edgekit.bench.limits import vector_unit
+
+    unit = vector_unit(flags, vendor, family, model, "x86_64")
+    assert unit.flop_per_cycle == flop and unit.assumption
+    assert vector_unit({"fp", "asimd"}, machine="aarch64").flop_per_cycle == 16  # 2 x 128-bit NEON FMA
+    assert vector_unit(set(), machine="riscv64") is None
+
+
+def _cpuinfo(cpus: int, flags: str, mhz: float, cores: list[int] | None = None) -> str:
+    return "\n\n".join(f"processor\t: {i}\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n"
+                       f"model name\t: Test CPU\ncpu MHz\t\t: {mhz}\nphysical id\t: 0\n"
+                       f"core id\t\t: {(cores or list(range(cpus)))[i]}\nflags\t\t: {flags}"
+                       for i in range(cpus)) + "\n"
+
+
+def test_physical_peak_counts_cores_not_hyperthreads(tmp_path):
+    from edgekit.bench.limits import physical_peak
+
+    flags = "fpu sse sse2 avx fma avx2 avx512f"
+    # sysfs: 4 logical CPUs, 2 cores x 2 threads, 3.5 GHz max.
+    for cpu, siblings in enumerate(["0,2", "1,3", "0,2", "1,3"]):
+        (tmp_path / f"cpu{cpu}" / "topology").mkdir(parents=True)
+        (tmp_path / f"cpu{cpu}" / "topology" / "thread_siblings_list").write_text(siblings + "\n")
+        (tmp_path / f"cpu{cpu}" / "cpufreq").mkdir()
+        (tmp_path / f"cpu{cpu}" / "cpufreq" / "cpuinfo_max_freq").write_text("3500000\n")
+    peak = physical_peak(_cpuinfo(4, flags, 2100.0), sysfs=tmp_path, cpus={0, 1, 2, 3}, machine="x86_64")
+    assert (peak.cores, peak.logical_cpus, peak.frequency_ghz, peak.flop_per_cycle) == (2, 4, 3.5, 64)
+    assert peak.gflops == pytest.approx(2 * 3.5 * 64) and "cpuinfo_max_freq" in peak.frequency_source
+    assert any("hyperthreads" in a for a in peak.assumptions)
+    assert peak.to_dict()["formula"] == "2 cores x 3.500 GHz x 64 FP32 FLOP/cycle = 448.0 GFLOP/s"
+    # Pinned to one thread of each core: still 2 cores; to both threads of one core: 1.
+    assert physical_peak(_cpuinfo(4, flags, 2100.0), sysfs=tmp_path, cpus={0, 1}).cores == 2
+    assert physical_peak(_cpuinfo(4, flags, 2100.0), sysfs=tmp_path, cpus={0, 2}).cores == 1
+
+
+def test_physical_peak_in_a_vm_without_sysfs_topology(tmp_path):
+    from edgekit.bench.limits import physical_peak
+
+    # /proc/cpuinfo alone: two vCPUs that name one core id are one core's two threads.
+    text = _cpuinfo(2, "fpu sse sse2 avx fma avx2 hypervisor", 2000.0, cores=[0, 0])
+    peak = physical_peak(text, sysfs=tmp_path, cpus={0, 1}, machine="x86_64")
+    assert (peak.cores, peak.frequency_ghz, peak.flop_per_cycle) == (1, 2.0, 32)
+    assert peak.gflops == pytest.approx(64.0) and "cpu MHz" in peak.frequency_source
+    assert peak.cores_source == "/proc/cpuinfo physical id + core id"
+    assert any(a.startswith("a VM") for a in peak.assumptions)
+    two = physical_peak(_cpuinfo(2, "sse sse2 avx fma avx2 hypervisor", 2000.0), sysfs=tmp_path, cpus={0, 1})
+    assert two.cores == 2 and two.gflops == pytest.approx(128.0)
 
 
 def test_end_to_end_includes_decoding_and_preprocessing(bundle):

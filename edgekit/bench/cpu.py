@@ -212,12 +212,13 @@ def run_cpu_bench(bundles: Sequence[str], config: CpuBenchConfig, labels: Sequen
             session.close()
     records = [_record(s, batch, samples[(s.label, batch)], config, host, flops[s.label], peaks)
                for batch in config.batches for s in subjects]
+    physical = _physical_peak(peaks) if peaks else None
     return BenchReport(kind="cpu", records=records, host={**host.to_dict(), "device": config.device},
                        config=config.to_dict(),
                        ratios=_ratios(records, subjects, config.batches),
-                       peaks=[p.to_dict() for p in peaks.values() if p is not None], schedule=schedule,
+                       peaks=[p.to_dict() for p in peaks.values()], physical_peak=physical, schedule=schedule,
                        accuracy=_accuracy(subjects, records),
-                       warnings=_warnings(records, subjects, config, host))
+                       warnings=_warnings(records, subjects, config, host, physical))
 
 
 def _flops(subjects: Sequence[Subject], progress: Progress | None) -> dict[str, tuple[float, str] | tuple[None, None]]:
@@ -247,6 +248,19 @@ def _peaks(subjects: Sequence[Subject], config: CpuBenchConfig, progress: Progre
     return peaks
 
 
+def _physical_peak(peaks: dict) -> dict:
+    """This host's cores x clock x FLOP/cycle, and each measured float GEMM peak's share of it."""
+    from edgekit.bench.limits import physical_peak
+
+    physical = physical_peak().to_dict()
+    if physical["gflops"]:
+        for p in peaks.values():
+            if p.gflops is not None and p.precision == "f32":  # bf16 dot products may pass it
+                physical.setdefault("measured_fractions", {})[f"{p.runtime} {p.precision}"] = round(
+                    p.gflops / physical["gflops"], 4)
+    return physical
+
+
 def _record(subject: Subject, batch: int, ns: list[int], config: CpuBenchConfig, host: HostInfo,
             flops: tuple, peaks: dict) -> CpuRecord:
     stats = LatencyStats.from_ns(ns)
@@ -255,6 +269,8 @@ def _record(subject: Subject, batch: int, ns: list[int], config: CpuBenchConfig,
     from edgekit.bench.peak import peak_runtime
 
     peak = peaks.get((peak_runtime(subject.runtime), subject.runtime_precision))
+    # A GEMM that did not run in integer kernels is no INT8 ceiling (its note says so).
+    ceiling = peak.gflops if peak and peak.integer_kernel is not False else None
     target = subject.manifest["target"]
     return CpuRecord(
         label=subject.label, bundle=str(subject.root), model=subject.model, target=target["name"],
@@ -265,7 +281,7 @@ def _record(subject: Subject, batch: int, ns: list[int], config: CpuBenchConfig,
         warmup_iterations=config.warmup, rounds=config.rounds, latency=stats, throughput_ips=throughput,
         flops_g_per_image=None if flops_g is None else round(flops_g, 4), flops_source=flops_source,
         achieved_gflops=None if flops_g is None else flops_g * throughput,
-        peak_gflops=peak.gflops if peak else None, peak_source=peak.source if peak else None,
+        peak_gflops=ceiling, peak_source=peak.source if peak else None,
         notes=list(subject.notes))
 
 
@@ -316,8 +332,13 @@ def _accuracy(subjects: Sequence[Subject], records: list[CpuRecord]) -> list[dic
 
 
 def _warnings(records: list[CpuRecord], subjects: Sequence[Subject], config: CpuBenchConfig,
-              host: HostInfo) -> list[str]:
+              host: HostInfo, physical: dict | None = None) -> list[str]:
     warnings = []
+    over = [k for k, v in ((physical or {}).get("measured_fractions") or {}).items() if v > 1.0]
+    if over:
+        warnings.append(f"the measured {', '.join(over)} GEMM peak is above the physical FP32 peak "
+                        f"({physical['formula']}): an assumption there is wrong (turbo above the stated clock, "
+                        "more FMA pipes, or more cores than the topology shows).")
     if host.busy:
         warnings.append(f"machine busy: 1-minute load average {host.load_average_1m} on {host.cpus_usable} usable "
                         "CPUs; other processes are taking CPU time, so latencies are inflated and noisier.")

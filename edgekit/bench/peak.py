@@ -5,6 +5,10 @@ cache-blocked, vectorised), so its GFLOP/s is the practical ceiling a
 convolutional network's achieved GFLOP/s is compared with. It runs in the
 same runtime and precision as the bundle: onnxruntime and OpenVINO on an ONNX
 MatMul built with onnx.helper, Paddle Inference on a one-op Paddle program.
+INT8 is the QDQ form edgekit's INT8 bundles have (uint8 activations, int8
+per-channel weights); its figure is in GOP/s (2 integer ops per multiply-add),
+and the kernel that ran it is read back from the runtime, so a MatMul that
+fell back to float is not passed off as an INT8 peak.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit import portable
 from edgekit.portable import timed_loop
 from edgekit.scratch import scratch_dir
 from edgekit.targets import adapter_for
@@ -27,18 +32,28 @@ GEMM_SIZE = 1024
 class PeakResult:
     runtime: str
     precision: str
-    gflops: float
+    gflops: float | None  # None: not measured, `note` says why
     gemm: str
     threads: int
     iterations: int
     note: str = ""
+    kernel: str = ""  # what ran the MatMul, as the runtime reports it (int8: must be an integer kernel)
+    integer_kernel: bool | None = None  # int8 only: did an integer kernel run it?
+
+    @property
+    def unit(self) -> str:
+        """G integer ops/s for int8 (same 2 x multiply-adds count as FLOPs, so the two compare)."""
+        return "GOP/s" if self.precision == "int8" else "GFLOP/s"
 
     @property
     def source(self) -> str:
+        if self.gflops is None:
+            return f"no {self.precision} GEMM peak in {self.runtime}: {self.note}"
         return f"{self.gemm} MatMul in {self.runtime} {self.precision}, {self.threads} threads, best of {self.iterations}"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "gflops": round(self.gflops, 2), "source": self.source}
+        return {**asdict(self), "gflops": None if self.gflops is None else round(self.gflops, 2), "unit": self.unit,
+                "source": self.source}
 
 
 def _onnx_gemm(path: Path, n: int) -> Path:
@@ -53,6 +68,33 @@ def _onnx_gemm(path: Path, n: int) -> Path:
         [numpy_helper.from_array(weights, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8  # readable by every onnxruntime / OpenVINO edgekit pins
+    onnx.save(model, str(path))
+    return path
+
+
+def _onnx_int8_gemm(path: Path, n: int) -> Path:
+    """The MatMul as edgekit's INT8 bundles hold it (onnxruntime quantize_static's QDQ form): uint8 activations
+    per tensor, int8 weights per output channel, and the output quantized again for the next layer."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    scalar = lambda value, dtype, name: numpy_helper.from_array(np.array(value, dtype), name)  # noqa: E731
+    constants = [numpy_helper.from_array(rng.integers(-127, 128, (n, n), dtype=np.int8), "w_q"),
+                 numpy_helper.from_array(np.full(n, 0.01, np.float32), "w_scale"),
+                 numpy_helper.from_array(np.zeros(n, np.int8), "w_zero"),
+                 scalar(5 / 255, np.float32, "a_scale"), scalar(128, np.uint8, "a_zero"),  # N(0, 1) inputs
+                 scalar(0.5, np.float32, "y_scale"), scalar(128, np.uint8, "y_zero")]
+    nodes = [helper.make_node("QuantizeLinear", ["a", "a_scale", "a_zero"], ["a_q"]),
+             helper.make_node("DequantizeLinear", ["a_q", "a_scale", "a_zero"], ["a_dq"]),
+             helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w_dq"], axis=1),
+             helper.make_node("MatMul", ["a_dq", "w_dq"], ["m"]),
+             helper.make_node("QuantizeLinear", ["m", "y_scale", "y_zero"], ["y_q"]),
+             helper.make_node("DequantizeLinear", ["y_q", "y_scale", "y_zero"], ["y"])]
+    graph = helper.make_graph(nodes, "gemm_int8", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])  # 13: per-axis Q/DQ
+    model.ir_version = 8
     onnx.save(model, str(path))
     return path
 
@@ -77,17 +119,67 @@ def _paddle_gemm(directory: Path, n: int) -> tuple[Path, Path]:
 
 
 def _gemm_call(runtime: str, precision: str, threads: int, work: Path, n: int):
-    """One GEMM call in `runtime`, opened through its adapter exactly as a bundle would be."""
+    """(one GEMM call in `runtime`, opened through its adapter exactly as a bundle would be; the opened model)."""
     a = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
     adapter = adapter_for(runtime)
-    model = _onnx_gemm(work / "gemm.onnx", n) if adapter.peak_format == "onnx" else _paddle_gemm(work, n)[0]
-    opened = adapter.open(model, threads=threads, precision_hint=precision)
-    return lambda: opened(a)
+    if precision == "int8":  # an INT8 bundle is opened with edgekit's default hint (f32 for what stays float)
+        model, hint = _onnx_int8_gemm(work / "gemm_int8.onnx", n), portable.OPENVINO_PRECISION_HINT
+    else:
+        model = _onnx_gemm(work / "gemm.onnx", n) if adapter.peak_format == "onnx" else _paddle_gemm(work, n)[0]
+        hint = precision
+    opened = adapter.open(model, threads=threads, precision_hint=hint)
+    return (lambda: opened(a)), opened, model
 
 
-def _supported(runtime: str) -> tuple[str, ...]:
-    """Precisions whose GEMM peak is measured in `runtime` (int8 and f16 peaks are not measured yet)."""
-    return ("f32", *(h for h in adapter_for(runtime).precision_hints if h != "f32"))
+# What onnxruntime's QDQ fusion turns DQ -> MatMul (-> Q) into when it runs it on integers.
+_ORT_INTEGER_MATMULS = {"QLinearMatMul", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}
+
+
+def matmul_kernel(opened, model: Path, work: Path) -> tuple[str, bool]:
+    """(what ran the MatMul, whether that is an integer kernel), read back from the runtime that ran it.
+
+    A QDQ MatMul is only an INT8 peak if the runtime's QDQ fusion fired, and its speed cannot tell: on an
+    AVX2 CPU without VNNI (the 2-vCPU AMD EPYC this was written on) onnxruntime's QLinearMatMul ran 1.6-2x
+    its f32 GEMM but OpenVINO's jit_gemm_I8 only 0.8-1.0x its. So ask the runtime, by what its native object can do (the
+    adapters in edgekit/targets have no hook for it).
+    """
+    native = opened.native
+    if hasattr(native, "get_providers"):  # an onnxruntime session
+        import onnx
+        import onnxruntime as ort
+
+        # A second session at the same (default) optimization level, asked to save the graph it will run.
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(work / "optimized.onnx")
+        ort.InferenceSession(str(model), options, providers=native.get_providers())
+        ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+        integer = [op for op in ops if op in _ORT_INTEGER_MATMULS]
+        return (f"{integer[0]} (onnxruntime optimized graph)" if integer else
+                f"float MatMul (onnxruntime optimized graph: {', '.join(ops)})"), bool(integer)
+    if hasattr(native, "get_compiled_model"):  # an OpenVINO infer request
+        for op in native.get_compiled_model().get_runtime_model().get_ordered_ops():
+            rt_info = op.get_rt_info()
+            info = {key: str(rt_info[key].astype(str)) for key in rt_info.keys()}
+            if info.get("layerType") in ("FullyConnected", "MatMul", "Gemm"):
+                precision = info.get("runtimePrecision", "?")
+                return (f"{info['layerType']} {info.get('primitiveType', '')} runtimePrecision {precision} "
+                        "(OpenVINO runtime model)"), precision in ("u8", "i8")
+        return "no MatMul in OpenVINO's runtime model", False
+    return f"not inspectable in {opened.name}", False
+
+
+def why_not_measured(runtime: str, precision: str) -> str | None:
+    """Why `runtime` has no `precision` GEMM peak here, or None when it is measured."""
+    adapter = adapter_for(runtime)
+    if precision == "f32" or precision in adapter.precision_hints:
+        return None
+    if precision == "int8":
+        if adapter.peak_format == "onnx":
+            return None
+        return ("not measured: an INT8 Paddle GEMM has to come out of Paddle's own post-training quantization, "
+                "and edgekit opens Paddle Inference with oneDNN in f32 (no enable_mkldnn_int8), so whether its "
+                "quantized MatMuls run in integer kernels is not established")
+    return f"{precision} GEMM peaks are not measured"
 
 
 def peak_runtime(runtime: str) -> str:
@@ -100,24 +192,30 @@ def peak_runtime(runtime: str) -> str:
 
 
 def measure_peak(runtime: str, precision: str, threads: int, seconds: float = 1.0,
-                 n: int = GEMM_SIZE) -> PeakResult | None:
-    """Best GFLOP/s of an n x n x n MatMul in `runtime` at `precision` over at least 8 runs and `seconds`;
-    None where not measurable (int8 and f16 GEMM peaks are not measured yet).
+                 n: int = GEMM_SIZE) -> PeakResult:
+    """Best GFLOP/s (int8: GOP/s) of an n x n x n MatMul in `runtime` at `precision` over at least 8 runs and
+    `seconds`; where not measurable, a result with gflops None whose note says why.
 
     The best run, not the median: a ceiling should not move down with the machine's noise.
     """
     stand_in = peak_runtime(runtime)
     note = f"stands in for {runtime}, which cannot load a GEMM built here" if stand_in != runtime else ""
     runtime = stand_in
-    if precision not in _supported(runtime):
-        return None
+    why = why_not_measured(runtime, precision)
+    if why:
+        return PeakResult(runtime=runtime, precision=precision, gflops=None, gemm="", threads=threads,
+                          iterations=0, note="; ".join(n for n in (note, why) if n))
     work = scratch_dir("edgekit-peak")
     try:
-        call = _gemm_call(runtime, precision, threads, work, n)
+        call, opened, model = _gemm_call(runtime, precision, threads, work, n)
         timed_loop(call, 2, 0.0)  # warm-up: kernel selection, first-touch allocation
         samples = np.asarray(timed_loop(call, 8, seconds), dtype=np.float64)
+        kernel, integer = matmul_kernel(opened, model, work) if precision == "int8" else ("", None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if integer is False:
+        note = "; ".join(n for n in (note, f"the MatMul ran in {kernel}, not an integer kernel: this is no INT8 "
+                                           "peak, and records are not compared with it") if n)
     gflops = 2.0 * n ** 3 / (float(samples.min()) / 1e9) / 1e9
     return PeakResult(runtime=runtime, precision=precision, gflops=gflops, gemm=f"{n}x{n}x{n}",
-                      threads=threads, iterations=len(samples), note=note)
+                      threads=threads, iterations=len(samples), note=note, kernel=kernel, integer_kernel=integer)

@@ -33,14 +33,19 @@ class CpuRecord:
     throughput_ips: float
     flops_g_per_image: float | None = None
     flops_source: str | None = None
-    achieved_gflops: float | None = None
-    peak_gflops: float | None = None
+    achieved_gflops: float | None = None  # int8: G integer ops/s, the same 2 x multiply-adds count
+    peak_gflops: float | None = None  # the GEMM peak of this runtime at this precision (int8: GOP/s)
     peak_source: str | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def unstable(self) -> bool:
         return self.latency.unstable
+
+    @property
+    def ops_unit(self) -> str:
+        """What achieved_gflops and peak_gflops count: integer ops for int8, FLOPs otherwise."""
+        return "GOP/s" if self.runtime_precision == "int8" else "GFLOP/s"
 
     @property
     def fraction_of_peak(self) -> float | None:
@@ -61,7 +66,8 @@ class CpuRecord:
             **stats, "unstable": self.unstable, "throughput_ips": round(self.throughput_ips, 3),
             "flops_g_per_image": self.flops_g_per_image, "flops_source": self.flops_source,
             "achieved_gflops": _round(self.achieved_gflops), "peak_gflops": _round(self.peak_gflops),
-            "peak_source": self.peak_source, "fraction_of_peak": _round(self.fraction_of_peak, 4),
+            "ops_unit": self.ops_unit, "peak_source": self.peak_source,
+            "fraction_of_peak": _round(self.fraction_of_peak, 4),
             "notes": list(self.notes),
         }
 
@@ -91,6 +97,7 @@ class BenchReport:
     config: dict[str, Any] = field(default_factory=dict)
     ratios: list[dict[str, Any]] = field(default_factory=list)
     peaks: list[dict[str, Any]] = field(default_factory=list)
+    physical_peak: dict[str, Any] | None = None  # edgekit.bench.limits: cores x clock x FLOP/cycle (--peak)
     schedule: list[Chunk] = field(default_factory=list)
     reference: list[dict[str, Any]] = field(default_factory=list)
     accuracy: list[dict[str, Any]] = field(default_factory=list)
@@ -99,7 +106,7 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "host": self.host, "config": self.config,
                 "records": [r.to_dict() for r in self.records], "ratios": self.ratios, "peaks": self.peaks,
-                "reference": self.reference, "accuracy": self.accuracy, "warnings": self.warnings,
+                "physical_peak": self.physical_peak, "reference": self.reference, "accuracy": self.accuracy, "warnings": self.warnings,
                 "schedule": [c.to_dict() for c in self.schedule]}
 
     def to_json(self) -> str:

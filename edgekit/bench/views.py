@@ -47,7 +47,7 @@ def _cpu_tables(report: BenchReport) -> list[Table]:
     records = report.records
     table = Table(title="edgekit bench (latency in ms)")
     for col in ("bundle", "runtime", "precision", "batch", "threads", "median", "mean", "p90", "p99", "min", "max",
-                "CV", "images/s", "GFLOP/s", "of peak"):
+                "CV", "images/s", "GOP/s", "of peak"):
         table.add_column(col, justify="left" if col in ("bundle", "runtime", "precision") else "right",
                          no_wrap=col == "bundle")
     for r in records:
@@ -59,6 +59,9 @@ def _cpu_tables(report: BenchReport) -> list[Table]:
                       "default" if r.threads is None else str(r.threads), _ms(s.median_ms), _ms(s.mean_ms),
                       _ms(s.p90_ms), _ms(s.p99_ms), _ms(s.min_ms), _ms(s.max_ms), cv, f"{r.throughput_ips:.1f}",
                       _ms(r.achieved_gflops, 1), "—" if fraction is None else f"{fraction:.0%}")
+    if report.peaks:
+        table.caption = ("GOP/s: 2 x multiply-adds per second (FLOPs in f32/bf16, integer ops in int8: one count, "
+                         "so they compare); of peak: of the GEMM peak of the same runtime and precision")
     out = [table]
     if report.ratios:
         ratios = Table(title=f"against {report.ratios[0]['baseline']} (median latency)")
@@ -69,13 +72,31 @@ def _cpu_tables(report: BenchReport) -> list[Table]:
             ratios.add_row(str(r["batch"]), r["label"], f"{r['latency_ratio']:.3f}", speed)
         out.append(ratios)
     if report.peaks:
-        peaks = Table(title="measured GEMM peak (same runtime and precision)")
-        for col in ("runtime", "precision", "GEMM", "threads", "GFLOP/s", "note"):
-            peaks.add_column(col)
-        for p in report.peaks:
-            peaks.add_row(p["runtime"], p["precision"], p["gemm"], str(p["threads"]), f"{p['gflops']:.1f}", p["note"])
-        out.append(peaks)
+        out.append(_peaks_table(report))
     return out
+
+
+def _peaks_table(report: BenchReport) -> Table:
+    physical = report.physical_peak or {}
+    fractions = physical.get("measured_fractions") or {}
+    peaks = Table(title="measured GEMM peak (same runtime and precision)")
+    for col in ("runtime", "precision", "GEMM", "threads", "peak", "of physical FP32", "kernel", "note"):
+        peaks.add_column(col, justify="right" if col in ("threads", "peak", "of physical FP32") else "left")
+    for p in report.peaks:
+        share = fractions.get(f"{p['runtime']} {p['precision']}")
+        peaks.add_row(p["runtime"], p["precision"], p["gemm"] or "—", str(p["threads"]),
+                      "—" if p["gflops"] is None else f"{p['gflops']:.1f} {p['unit']}",
+                      "—" if share is None else f"{share:.0%}", p.get("kernel") or "", p["note"])
+    if physical:  # beside the measured rows: the ceiling no runtime passes unless an assumption is wrong
+        unit = (f"{physical['isa']}: {physical['vector_bits']}-bit ops, {physical['datapath_bits']}-bit pipes x "
+                f"{physical['fma_pipes']}") if physical.get("isa") else "unknown"
+        peaks.add_row("physical FP32", "f32", "—", f"{physical['cores']} cores",
+                      "—" if physical["gflops"] is None else f"{physical['gflops']:.1f} GFLOP/s", "100%"
+                      if physical["gflops"] else "—", unit, physical["formula"])
+        peaks.caption = "; ".join([f"physical peak of {physical['cpu']}", f"cores: {physical['cores_source']}",
+                                   f"clock: {physical['frequency_source']}", *physical["assumptions"]])
+        peaks.caption_justify = "left"
+    return peaks
 
 
 def _gpu_table(report: BenchReport) -> Table:
