@@ -109,7 +109,14 @@ def test_ptq_int8_bundle_is_int8_and_within_budget(digits_model, target, tmp_pat
     assert quant["route"].startswith("onnxruntime quantize_static")
     assert quant["drop"] <= 0.02 and quant["holdout_images"] == 200 and quant["fp32_top1"] > 0.8
     assert manifest["compression"]["data"]["calibration_images"] == 200
-    assert manifest["parity"]["passed"] and manifest["parity"]["top1_agreement"] >= 0.9
+    parity = manifest["parity"]
+    assert parity["passed"] and parity["top1_agreement"] >= 0.9
+    # INT8 is compared with the FP32 model it was made from on every held-out image (the outputs accuracy
+    # control computed), and that FP32 model with the Paddle source on the photos, at the FP32 tolerance.
+    assert parity["compared"] == 200 and parity["reference"].startswith("FP32 ")
+    check = parity["reference_check"]
+    assert check["passed"] and check["reference"].startswith("paddle dygraph") and check["compared"] >= 4
+    assert check["tolerance"] == manifest_tolerance(target, "fp32") and check["max_rel_diff"] < 1e-3
     if target == "onnx":
         ops = {node.op_type for node in onnx.load(str(result.path / "model.onnx")).graph.node}
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -117,6 +124,12 @@ def test_ptq_int8_bundle_is_int8_and_within_budget(digits_model, target, tmp_pat
         assert (result.path / "model.bin").stat().st_size < 0.35 * 11.2e6 * 4  # int8 weights, not f32
     # On images neither calibration nor the held-out split saw: still close to FP32.
     assert val_top1(result.path, digits_model[1]) >= paddle_val_top1(digits_model) - 0.03
+
+
+def manifest_tolerance(target: str, precision: str) -> dict:
+    from edgekit.targets.spec import get_target
+
+    return get_target(target).parity[precision].model_dump()
 
 
 def test_arm_lite_int8_from_paddle_ptq_program(digits_model, tmp_path):
@@ -127,6 +140,10 @@ def test_arm_lite_int8_from_paddle_ptq_program(digits_model, tmp_path):
     assert quant["route"].startswith("Paddle PostTrainingQuantization") and "Paddle Lite" in quant["evaluated_on"]
     assert abs(quant["drop"]) < 0.05
     assert_arm_parity(manifest["parity"])
+    # The FP32 reference (the Paddle program, in Paddle Inference) was checked against the source.
+    check = manifest["parity"]["reference_check"]
+    assert check["passed"] and check["candidate"].endswith("in paddle-inference")
+    assert check["tolerance"] == manifest_tolerance("paddle", "fp32")
     nb = result.path / "model.nb"
     assert nb.read_bytes()[2:10] == b"v2.13-rc" and nb.stat().st_size < 0.4 * 11.2e6 * 4
 
@@ -165,11 +182,11 @@ def onnx_route(digits_model, tmp_path_factory):
 
 
 def test_accuracy_control_returns_measured_sensitive_layers_to_float(onnx_route):
-    from edgekit.compress.quantize import accuracy_controlled_quantization
+    from edgekit.compress.quantize import accuracy_controlled_quantization, top1
 
     route, fp32, val, work = onnx_route
     holdout_x, holdout_y = val.images[:200], val.labels[:200]
-    report = accuracy_controlled_quantization(route, fp32, val.images[300:364], holdout_x, holdout_y,
+    report = accuracy_controlled_quantization(route, fp32, holdout_x, holdout_y,
                                               max_drop=0.005, max_float_layers=None, work=work / "ac",
                                               algorithm="minmax")
     assert report.attempts[0]["int8_top1"] < report.fp32_top1 - 0.005  # the poor calibration did hurt
@@ -188,6 +205,45 @@ def test_accuracy_control_returns_measured_sensitive_layers_to_float(onnx_route)
                if n.op_type == "Conv" and n.name not in report.float_layers)
     record = report.to_manifest()
     assert json.dumps(record) and record["float_layers"] == report.float_layers
+    # The outputs the parity record reuses are those of the FP32 model and of the chosen INT8 model.
+    outputs = report.outputs
+    assert outputs.fp32.shape == outputs.int8.shape == (200, 10) and "outputs" not in record
+    np.testing.assert_array_equal(outputs.int8, route.run(report.model_file, holdout_x))
+    assert abs(top1(outputs.fp32, holdout_y) - report.fp32_top1) < 1e-12
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino", "paddle", "arm-lite"])
+def test_int8_tolerance_fails_a_badly_calibrated_model(onnx_route, target):
+    """The INT8 bounds pass a well calibrated model and fail one calibrated on dimmed images of one digit."""
+    from edgekit.build.parity import compare_logits, within
+    from edgekit.compress.routes import OnnxQDQRoute
+    from edgekit.targets import adapter_for
+    from edgekit.targets.spec import get_target
+
+    poor_route, fp32, val, work = onnx_route
+    good_route = OnnxQDQRoute(fp32, val.images[300:364], algorithm="minmax", per_channel=True, batch_size=16,
+                              runtime=adapter_for("onnxruntime"), work=work / "good")
+    tolerance = get_target(target).parity["int8"]
+    reference = poor_route.run(fp32, val.images[:200])
+    good = good_route.run(good_route.quantize([], work / "good" / "int8"), val.images[:200])
+    poor = poor_route.run(poor_route.quantize([], work / f"poor-{target}"), val.images[:200])
+    assert within(compare_logits(reference, good), tolerance) == []
+    assert within(compare_logits(reference, poor), tolerance), compare_logits(reference, poor)
+
+
+@pytest.mark.parametrize("algorithm", ["percentile", "entropy"])
+def test_histogram_estimators_calibrate_a_set_batches_do_not_divide(onnx_route, algorithm):
+    """onnxruntime's histogram collector needs equal batches: 60 images at batch 16 must still calibrate."""
+    from edgekit.compress.routes import OnnxQDQRoute, uniform_batch_size
+    from edgekit.targets import adapter_for
+
+    _, fp32, val, work = onnx_route
+    route = OnnxQDQRoute(fp32, val.images[300:360], algorithm=algorithm, per_channel=True, batch_size=16,
+                         runtime=adapter_for("onnxruntime"), work=work / algorithm)
+    model_file = route.quantize([], work / algorithm / "int8")
+    reference, int8 = route.run(fp32, val.images[:100]), route.run(model_file, val.images[:100])
+    assert (reference.argmax(1) == int8.argmax(1)).mean() >= 0.9
+    assert [uniform_batch_size(n, 16) for n in (60, 256, 17, 5)] == [15, 16, 1, 5]
 
 
 def test_unreachable_budget_fails_loudly(onnx_route):
@@ -195,7 +251,7 @@ def test_unreachable_budget_fails_loudly(onnx_route):
 
     route, fp32, val, work = onnx_route
     with pytest.raises(EdgekitError, match="INT8 accuracy budget not met.*max_drop 0.005.*returning 0 of"):
-        accuracy_controlled_quantization(route, fp32, val.images[300:364], val.images[:200], val.labels[:200],
+        accuracy_controlled_quantization(route, fp32, val.images[:200], val.labels[:200],
                                          max_drop=0.005, max_float_layers=0, work=work / "fail", algorithm="minmax")
 
 

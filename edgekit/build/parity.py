@@ -13,6 +13,7 @@ from edgekit.build.steps import Steps
 from edgekit.errors import EdgekitError
 from edgekit.targets import RuntimeAdapter
 from edgekit.targets.base import source_adapter
+from edgekit.targets.spec import get_target
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
@@ -33,11 +34,11 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> dict[str, fl
 
 
 def within(metrics: dict[str, float], tolerance: Any) -> list[str]:
-    """Failures of `metrics` against a target tolerance, as readable strings."""
+    """Failures of `metrics` against a target tolerance (every bound it lists), as readable strings."""
     failures = []
-    if metrics["max_rel_diff"] > tolerance.max_abs_diff:
+    if metrics["max_rel_diff"] > tolerance.max_rel_diff:
         failures.append(f"max diff {metrics['max_rel_diff']:.3g} (relative to max(1, |logit|)) "
-                        f"> {tolerance.max_abs_diff:g}")
+                        f"> {tolerance.max_rel_diff:g}")
     if metrics["min_cosine"] < tolerance.min_cosine:
         failures.append(f"cosine {metrics['min_cosine']:.6f} < {tolerance.min_cosine:g}")
     if metrics["top1_agreement"] < tolerance.min_top1_agreement:
@@ -45,13 +46,13 @@ def within(metrics: dict[str, float], tolerance: Any) -> list[str]:
     return failures
 
 
-def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Path, source_model, steps: Steps,
-                   images: tuple[list[str], np.ndarray] | None = None) -> dict[str, Any]:
-    """The parity record of the manifest; raises EdgekitError when the artifact is outside the tolerance.
+def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Path, source_model,
+                   steps: Steps) -> dict[str, Any]:
+    """The parity record of an FP32/FP16 build; raises EdgekitError when the artifact is outside the tolerance.
 
     The reference is the live Paddle model when the build has one (from weights),
-    else Paddle Inference on the --inference-model program. `images` default to
-    the sample photos, preprocessed as the model's card says.
+    else Paddle Inference on the --inference-model program; the inputs are the
+    sample photos, preprocessed as the model's card says (INT8: measure_int8_parity).
     """
     target = plan.target
     runner = None
@@ -64,16 +65,11 @@ def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Pat
                               "(`edgekit validate --device ssh://...`, or `--device emu://aarch64` for numbers)."}
     steps.say("parity check" + (" (emulated ARM: a few photos, slow)" if runner else ""))
     start = time.perf_counter()
-    names, batch = images or _sample_photos(plan)
+    names, batch = _sample_photos(plan)
     if runner is not None:  # emulation takes seconds per image: a handful is enough to prove the kernels
         count = EMULATED_IMAGES[plan.precision]
         names, batch = names[:count], batch[:count]
-    if source_model is not None:
-        reference = _paddle_logits(source_model, batch)
-        reference_name = "paddle dygraph model (source weights)"
-    else:
-        reference = source_adapter().open(program)(batch)
-        reference_name = f"Paddle Inference on {program.name}"
+    reference, reference_name = _source_logits(source_model, program, batch)
     check_source_outputs(reference, plan)
     if runner is not None:
         try:
@@ -98,6 +94,100 @@ def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Pat
                            f"{'; '.join(failures)} on {len(batch)} images ({', '.join(names)[:80]}). The exported "
                            "model does not compute what the Paddle model computes; nothing was written.")
     return record
+
+
+def measure_int8_parity(plan, model_file: Path, program: Path, source_model, steps: Steps, outputs,
+                        holdout_images: np.ndarray) -> dict[str, Any]:
+    """The parity record of an INT8 build, from what accuracy control already computed.
+
+    Two comparisons, each against its own tolerance: the FP32 model INT8 was made
+    from, in the target's runtime, against the Paddle source on the sample photos
+    (the FP32 tolerance); then the INT8 artifact against that FP32 model on every
+    held-out --calib image (the INT8 tolerance), reusing the outputs accuracy
+    control computed (`outputs`: edgekit.compress.quantize.HoldoutOutputs). Where
+    Lite converts the evaluated program afterwards, the .nb itself is run (emulated
+    ARM) on a few of those images, or the record says it was not measured.
+    """
+    target = plan.target
+    steps.say("parity check")
+    start = time.perf_counter()
+    names, photos = _sample_photos(plan)
+    emulated_eval = "emulated" in outputs.runtime
+    if emulated_eval:  # the FP32 reference is itself an emulated .nb: seconds per photo
+        names, photos = names[:EMULATED_IMAGES["fp32"]], photos[:EMULATED_IMAGES["fp32"]]
+    source, source_name = _source_logits(source_model, program, photos)
+    check_source_outputs(source, plan)
+    fp32_name = f"FP32 {outputs.fp32_model.name} in {outputs.runtime}"
+    # The FP32 tolerance of the runtime that ran the reference (arm-lite's is measured in Paddle Inference).
+    reference_target = target if outputs.runtime == target.runtime or emulated_eval else \
+        get_target(REFERENCE_TARGETS[outputs.runtime])
+    reference_check = _comparison(source_name, fp32_name, names, source, outputs.run_fp32(photos),
+                                  reference_target.parity["fp32"])
+    tolerance = target.parity["int8"]
+    record: dict[str, Any] = {"measured": True, "reference": fp32_name, "runtime": target.runtime,
+                              "reference_check": reference_check}
+    if outputs.int8_is_bundled:
+        candidate, reference = outputs.int8, outputs.fp32
+        record.update(runtime_precision="as stored", images=["held-out --calib images"])
+    else:
+        runner, why_not = _emulated(plan, model_file)
+        if runner is None:
+            record.update(measured=False, reason=f"{target.name} artifacts hold {plan.options.get('arch', 'ARM')} "
+                          f"kernels and cannot run on this {platform.machine()} build host ({why_not}); "
+                          "validate on the device (`edgekit validate --device ssh://...`, or `--device "
+                          "emu://aarch64` for numbers).")
+            _raise_if_failed(plan, reference_check, "FP32 reference vs the Paddle source")
+            steps.add("parity check", time.perf_counter() - start, model_file)
+            return record
+        count = EMULATED_IMAGES["int8"]
+        reference = outputs.fp32[:count]
+        try:
+            candidate = runner(np.ascontiguousarray(holdout_images[:count]))
+        finally:
+            runner.close()
+        record.update(runtime_precision="as stored", emulated=True, runner=runner.what,
+                      images=["held-out --calib images"])
+    metrics = compare_logits(reference, candidate)
+    failures = within(metrics, tolerance)
+    record.update(compared=int(len(candidate)), **metrics, tolerance=tolerance.model_dump(), passed=not failures)
+    steps.add("parity check", time.perf_counter() - start, model_file)
+    _raise_if_failed(plan, reference_check, "FP32 reference vs the Paddle source")
+    if failures:
+        raise EdgekitError(f"Parity check failed for {plan.model} -> {target.name} (int8): {'; '.join(failures)} "
+                           f"against {fp32_name} on {len(candidate)} held-out --calib images. The quantized "
+                           "model computes something else than the model it was quantized from; nothing was "
+                           "written. Try another algorithm (--recipe-set ptq.algorithm=percentile), more "
+                           "calibration images, or the qat-int8 recipe.")
+    return record
+
+
+# Runtime an INT8 route ran its FP32 reference in -> the target whose FP32 tolerance applies to it.
+REFERENCE_TARGETS = {"paddle-inference": "paddle", "onnxruntime": "onnx", "openvino": "openvino"}
+
+
+def _comparison(reference_name: str, candidate_name: str, names: list[str], reference: np.ndarray,
+                candidate: np.ndarray, tolerance) -> dict[str, Any]:
+    metrics = compare_logits(reference, candidate)
+    failures = within(metrics, tolerance)
+    return {"reference": reference_name, "candidate": candidate_name, "images": names,
+            "compared": int(len(candidate)), **metrics, "tolerance": tolerance.model_dump(),
+            "passed": not failures, "failures": failures}
+
+
+def _raise_if_failed(plan, comparison: dict[str, Any], what: str) -> None:
+    if comparison["passed"]:
+        return
+    raise EdgekitError(f"Parity check failed for {plan.model} -> {plan.target.name} (int8), {what}: "
+                       f"{'; '.join(comparison['failures'])} on {comparison['compared']} images "
+                       f"({', '.join(comparison['images'])[:80]}). The FP32 model INT8 was made from does not "
+                       "compute what the Paddle model computes; nothing was written.")
+
+
+def _source_logits(source_model, program: Path, batch: np.ndarray) -> tuple[np.ndarray, str]:
+    """The Paddle source's outputs: the live model when the build has one, else Paddle Inference on `program`."""
+    if source_model is not None:
+        return _paddle_logits(source_model, batch), "paddle dygraph model (source weights)"
+    return source_adapter().open(program)(batch), f"Paddle Inference on {program.name}"
 
 
 def check_source_outputs(reference: np.ndarray, plan) -> None:

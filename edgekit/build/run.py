@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from edgekit.build.compression import load_data, train_passes
 from edgekit.build.manifest import build_manifest
-from edgekit.build.parity import measure_parity
+from edgekit.build.parity import measure_int8_parity, measure_parity
 from edgekit.build.plan import BuildPlan
 from edgekit.build.steps import StepRecord, Steps
 from edgekit.bundle import atomic_directory, write_manifest
@@ -77,19 +77,18 @@ def run_build(plan: BuildPlan, progress: Progress | None = None) -> BuildResult:
                                     plan.num_classes, weights_file, work / "paddle", plan.preprocessing.crop)
                 params = program.with_suffix(".pdiparams")
             # 2. The target's converters (INT8: the quantizing pass, through the target's route).
-            if plan.precision == "int8":
-                model_file, compression["quantization"] = plan.recipe.quantization.quantize(ctx, program)
-                steps.add("int8 quantize", compression["quantization"]["seconds"], model_file)
-            else:
-                model_file = adapter.export(conversion, program, params, plan.precision)
-            # 3. Parity: the artifact against its source on the same real photos.
-            # INT8 is compared on the held-out images of its own domain, not on unrelated photos.
-            parity_images = (["held-out --calib images"], data.holdout_images[:64]) if plan.precision == "int8" \
-                else None
             # The reference is always the user's own directory, as they gave it.
             reference_program = plan.source.program if plan.source else program
-            parity = measure_parity(plan, adapter, model_file, reference_program, source_model, steps,
-                                    parity_images)
+            if plan.precision == "int8":
+                model_file, compression["quantization"], outputs = plan.recipe.quantization.quantize(ctx, program)
+                steps.add("int8 quantize", compression["quantization"]["seconds"], model_file)
+                # 3. Parity, from the outputs accuracy control computed on the held-out images of its own domain.
+                parity = measure_int8_parity(plan, model_file, reference_program, source_model, steps, outputs,
+                                             data.holdout_images)
+            else:
+                model_file = adapter.export(conversion, program, params, plan.precision)
+                # 3. Parity: the artifact against its source on the same real photos.
+                parity = measure_parity(plan, adapter, model_file, reference_program, source_model, steps)
             # 4. What an app needs beside the model.
             app = bundle / "app"
             app.mkdir()

@@ -81,12 +81,10 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
             table.add_row(s.name, f"{s.seconds:.2f}", s.output, f"{s.size / 1e6:.1f}")
         console.print(table)
     parity = manifest["parity"]
+    if "reference_check" in parity:  # INT8: the FP32 reference was itself checked against the source first
+        console.print(_comparison_line(parity["reference_check"]["candidate"], parity["reference_check"]))
     if parity["measured"]:
-        compared = parity.get("compared", len(parity["images"]))
-        inputs = parity["images"][0] if len(parity["images"]) == 1 and compared > 1 else "photos"
-        console.print(f"parity vs {parity['reference']} on {compared} {inputs}: max |diff| "
-                      f"{parity['max_abs_diff']:.2e}, cosine {parity['min_cosine']:.6f}, top-1 agreement "
-                      f"{parity['top1_agreement']:.0%} ({parity['runtime']}, {parity['runtime_precision']})")
+        console.print(_comparison_line("parity", parity) + f" ({parity['runtime']}, {parity['runtime_precision']})")
     else:
         console.print(f"[yellow]parity not measured on this host:[/] {parity['reason']}")
     quant = (manifest.get("compression") or {}).get("quantization")
@@ -116,3 +114,11 @@ def list_targets_cmd(as_json: bool = typer.Option(False, "--json", help="Print t
         table.add_row(t.name, t.format, t.runtime, ", ".join(t.precisions), opts or "—",
                       "yes" if t.runs_on_host else "no (device)")
     console.print(table)
+
+
+def _comparison_line(what: str, record: dict) -> str:
+    compared = record.get("compared", len(record["images"]))
+    inputs = record["images"][0] if len(record["images"]) == 1 and compared > 1 else "photos"
+    return (f"{what} vs {record['reference']} on {compared} {inputs}: max |diff| {record['max_abs_diff']:.2e} "
+            f"(relative {record['max_rel_diff']:.2e}), cosine {record['min_cosine']:.6f}, top-1 agreement "
+            f"{record['top1_agreement']:.0%}")

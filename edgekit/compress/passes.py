@@ -114,8 +114,11 @@ class Int8Pass(PassParams, AccuracyControl):
     def calibration(self, images: np.ndarray) -> Calibration:
         raise NotImplementedError
 
-    def quantize(self, ctx: PassContext, program: Path) -> tuple[Path, dict]:
-        """The target's INT8 artifact in the bundle, accuracy-controlled; returns (model file, manifest record)."""
+    def quantize(self, ctx: PassContext, program: Path) -> tuple[Path, dict, Any]:
+        """The target's INT8 artifact in the bundle, accuracy-controlled; returns (model file, manifest record,
+        the held-out outputs it was chosen on: edgekit.compress.quantize.HoldoutOutputs)."""
+        import dataclasses
+
         from edgekit.compress.quantize import accuracy_controlled_quantization
 
         data = ctx.data
@@ -123,13 +126,13 @@ class Int8Pass(PassParams, AccuracyControl):
         route, fp32_model = ctx.adapter.int8_route(ctx.conversion, program, self.calibration(data.calibration),
                                                    ctx.learned_program)
         report = accuracy_controlled_quantization(
-            route, fp32_model, data.calibration, data.holdout_images, data.holdout_labels, max_drop=self.max_drop,
+            route, fp32_model, data.holdout_images, data.holdout_labels, max_drop=self.max_drop,
             max_float_layers=self.max_float_layers, work=ctx.work / "int8-attempts", algorithm=self.algorithm,
             progress=ctx.progress)
         record = report.to_manifest()
         record["seconds"] = round(time.perf_counter() - start, 2)
-        model_file, record["evaluated_on"] = ctx.adapter.finish_int8(ctx.conversion, report.model_file)
-        return model_file, record
+        model_file, record["evaluated_on"], bundled = ctx.adapter.finish_int8(ctx.conversion, report.model_file)
+        return model_file, record, dataclasses.replace(report.outputs, int8_is_bundled=bundled)
 
 
 class PTQParams(Int8Pass):

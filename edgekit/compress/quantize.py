@@ -18,6 +18,10 @@ measures FP32 and INT8 top-1 on held-out images with the target's runtime;
 while the drop exceeds `max_drop` it measures, layer by layer, how much of
 the INT8 error disappears when that one layer stays in float, and returns
 the most sensitive layers to float until the budget holds, or fails.
+
+The FP32 model runs once, on the held-out images: its outputs give FP32 top-1,
+the reference of the sensitivity loop and (`HoldoutOutputs`) the INT8 parity
+record, so no image goes through the FP32 model twice.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from edgekit.errors import EdgekitError
 
 Progress = Callable[[str], None]
 
-# Sensitivity is measured on at most this many calibration images (logit error needs no labels).
+# Sensitivity is measured on at most this many held-out images (logit error needs no labels, and their
+# FP32 outputs are already computed).
 SENSITIVITY_IMAGES = 128
 
 
@@ -74,17 +79,40 @@ class QuantizationReport:
     attempts: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
+    # The FP32 and chosen INT8 models' outputs on the held-out images (not in the manifest; the parity
+    # record is computed from them).
+    outputs: "HoldoutOutputs | None" = field(default=None, repr=False, compare=False)
+
     @property
     def drop(self) -> float:
         return self.fp32_top1 - self.int8_top1
 
     def to_manifest(self) -> dict:
-        record = asdict(self)
+        outputs, self.outputs = self.outputs, None  # arrays stay out of the record
+        try:
+            record = asdict(self)
+        finally:
+            self.outputs = outputs
+        del record["outputs"]
         record["model_file"] = self.model_file.name
         record["drop"] = round(self.drop, 6)
         record["sensitivity"] = [asdict(s) for s in self.sensitivity[:20]]
         record["seconds"] = round(self.seconds, 2)
         return record
+
+
+@dataclass(frozen=True)
+class HoldoutOutputs:
+    """What the FP32 model and the chosen INT8 model computed on the same held-out images, in the route's
+    runtime; `run_fp32` runs that FP32 model on other images (the parity record checks it against the source)."""
+
+    fp32_model: Path
+    runtime: str
+    fp32: np.ndarray
+    int8: np.ndarray
+    run_fp32: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
+    # Is the INT8 model that made `int8` the artifact the bundle ships (False: Lite converts it afterwards)?
+    int8_is_bundled: bool = True
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -95,7 +123,7 @@ def _logit_error(candidate: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean((candidate.astype(np.float64) - reference) ** 2))
 
 
-def accuracy_controlled_quantization(route: Int8Route, fp32_model: Path, calibration: np.ndarray,
+def accuracy_controlled_quantization(route: Int8Route, fp32_model: Path,
                                      holdout_images: np.ndarray, holdout_labels: np.ndarray, *,
                                      max_drop: float | None, max_float_layers: int | None, work: Path,
                                      algorithm: str, progress: Progress | None = None) -> QuantizationReport:
@@ -104,39 +132,48 @@ def accuracy_controlled_quantization(route: Int8Route, fp32_model: Path, calibra
     start = time.perf_counter()
     say = progress or (lambda message: None)
     work.mkdir(parents=True, exist_ok=True)
-    fp32_top1 = top1(route.run(fp32_model, holdout_images), holdout_labels)
+    say(f"int8 ({route.name}): FP32 outputs on {len(holdout_labels)} held-out images")
+    reference = route.run(fp32_model, holdout_images)
+    fp32_top1 = top1(reference, holdout_labels)
     say(f"int8 ({route.name}): quantizing")
     attempt = 0
 
-    def quantize(float_layers: list[str]) -> tuple[Path, float]:
+    def quantize(float_layers: list[str]) -> tuple[Path, np.ndarray]:
         nonlocal attempt
         attempt += 1
         model_file = route.quantize(float_layers, work / f"attempt-{attempt}")
-        return model_file, top1(route.run(model_file, holdout_images), holdout_labels)
+        return model_file, route.run(model_file, holdout_images)
 
-    layers = route.layers()
-    model_file, int8_top1 = quantize([])
-    report = QuantizationReport(route=route.name, algorithm=algorithm, model_file=model_file, fp32_top1=fp32_top1,
-                                int8_top1=int8_top1, holdout_images=len(holdout_labels), max_drop=max_drop,
-                                quantized_layers=len(layers))
-    report.attempts.append({"float_layers": 0, "int8_top1": int8_top1})
-    if max_drop is None or report.drop <= max_drop:
+    def finished(model_file: Path, logits: np.ndarray) -> QuantizationReport:
+        report.model_file, report.int8_top1 = model_file, top1(logits, holdout_labels)
+        runtime = getattr(route.runtime, "runtime", type(route.runtime).__name__)
+        report.outputs = HoldoutOutputs(fp32_model, runtime, reference, logits,
+                                        run_fp32=lambda images: route.run(fp32_model, images))
         report.seconds = time.perf_counter() - start
         return report
+
+    layers = route.layers()
+    model_file, logits = quantize([])
+    report = QuantizationReport(route=route.name, algorithm=algorithm, model_file=model_file, fp32_top1=fp32_top1,
+                                int8_top1=top1(logits, holdout_labels), holdout_images=len(holdout_labels),
+                                max_drop=max_drop, quantized_layers=len(layers))
+    report.attempts.append({"float_layers": 0, "int8_top1": report.int8_top1})
+    if max_drop is None or report.drop <= max_drop:
+        return finished(model_file, logits)
 
     limit = len(layers) if max_float_layers is None else min(max_float_layers, len(layers))
     if limit == 0:
         _budget_not_met(report, route, [], layers)
-    # Sensitivity, measured: the INT8 error each layer accounts for, on calibration images.
+    # Sensitivity, measured: the INT8 error each layer accounts for, against the FP32 outputs already computed.
     say(f"int8: top-1 drop {report.drop:.4f} > max_drop {max_drop:g}; measuring sensitivity of {len(layers)} layers")
-    probe = calibration[:SENSITIVITY_IMAGES]
-    reference = route.run(fp32_model, probe).astype(np.float64)
-    base_error = _logit_error(route.run(model_file, probe), reference)
+    probe = holdout_images[:SENSITIVITY_IMAGES]
+    probe_reference = reference[:SENSITIVITY_IMAGES].astype(np.float64)
+    base_error = _logit_error(logits[:SENSITIVITY_IMAGES], probe_reference)
     sensitivity = []
     for index, layer in enumerate(layers):
         say(f"int8: sensitivity {index + 1}/{len(layers)}")
         single = route.quantize([layer], work / f"sensitivity-{index}")
-        error = _logit_error(route.run(single, probe), reference)
+        error = _logit_error(route.run(single, probe), probe_reference)
         sensitivity.append(LayerSensitivity(layer, (base_error - error) / base_error if base_error > 0 else 0.0))
     sensitivity.sort(key=lambda s: -s.error_recovered)
     report.sensitivity = sensitivity
@@ -145,13 +182,13 @@ def accuracy_controlled_quantization(route: Int8Route, fp32_model: Path, calibra
     for candidate in sensitivity[:limit]:
         float_layers.append(candidate.layer)
         say(f"int8: {len(float_layers)} layer(s) in float")
-        model_file, int8_top1 = quantize(float_layers)
+        model_file, logits = quantize(float_layers)
+        int8_top1 = top1(logits, holdout_labels)
         report.attempts.append({"float_layers": len(float_layers), "int8_top1": int8_top1})
         if fp32_top1 - int8_top1 <= max_drop:
-            report.model_file, report.int8_top1, report.float_layers = model_file, int8_top1, list(float_layers)
+            report.float_layers = list(float_layers)
             report.quantized_layers = len(layers) - len(float_layers)
-            report.seconds = time.perf_counter() - start
-            return report
+            return finished(model_file, logits)
     _budget_not_met(report, route, float_layers, layers)
 
 

@@ -37,6 +37,11 @@ class Calibration:
     batch_size: int
 
 
+def uniform_batch_size(count: int, batch_size: int) -> int:
+    """The largest batch size <= `batch_size` that cuts `count` images into equal batches."""
+    return next(size for size in range(min(batch_size, count), 0, -1) if count % size == 0)
+
+
 class _RunsArtifacts:
     """Runs a route's models with the adapter of the runtime they are for, each opened once."""
 
@@ -111,7 +116,12 @@ class OnnxQDQRoute(_RunsArtifacts):
 
     def _reader(self):
         quantization = import_ort_quantization()
-        batches = [self.calibration[i:i + self.batch_size] for i in range(0, len(self.calibration), self.batch_size)]
+        size = self.batch_size
+        if self.method != quantization.CalibrationMethod.MinMax:
+            # onnxruntime's histogram collector stacks every batch of a tensor into one array, so a short
+            # last batch crashes it (ValueError: inhomogeneous shape): batches of one size that divides the set.
+            size = uniform_batch_size(len(self.calibration), size)
+        batches = [self.calibration[i:i + size] for i in range(0, len(self.calibration), size)]
         name = self.input_name
 
         class Reader(quantization.CalibrationDataReader):

@@ -113,9 +113,10 @@ class RuntimeAdapter:
         """
         raise NotImplementedError(f"{type(self).__name__} has no INT8 route")
 
-    def finish_int8(self, conv: Conversion, model_file: Path) -> tuple[Path, str]:
-        """The route's chosen INT8 model -> the bundle's artifact; returns it and what accuracy was measured on."""
-        return copy_artifact(model_file, conv.bundle), f"the bundled artifact ({self.runtime})"
+    def finish_int8(self, conv: Conversion, model_file: Path) -> tuple[Path, str, bool]:
+        """The route's chosen INT8 model -> the bundle's artifact; returns it, what accuracy was measured on,
+        and whether that is the bundled artifact itself."""
+        return copy_artifact(model_file, conv.bundle), f"the bundled artifact ({self.runtime})", True
 
     def manifest_extras(self, options: dict) -> dict:
         """Runtime-specific facts the bundle's manifest records (default: none)."""

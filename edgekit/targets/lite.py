@@ -70,12 +70,12 @@ class PaddleLiteAdapter(RuntimeAdapter):
         evaluator = _EmulatedNb(conv) if conv.options.get("int8_eval") == "emulated" else source_adapter()
         return paddle_ptq_route(conv, program, calibration, learned_program, evaluator), program
 
-    def finish_int8(self, conv: Conversion, model_file: Path) -> tuple[Path, str]:
+    def finish_int8(self, conv: Conversion, model_file: Path) -> tuple[Path, str, bool]:
         nb = _to_nb(conv, model_file, model_file.with_suffix(".pdiparams"))
         if conv.options.get("int8_eval") == "emulated":
-            return nb, "the .nb itself, on the emulated ARM device (qemu-user: numbers, not speed)"
+            return nb, "the .nb itself, on the emulated ARM device (qemu-user: numbers, not speed)", True
         return nb, ("the quantized Paddle program (Paddle Inference, fake-quantized) that Paddle Lite's optimizer "
-                    "converted; the .nb itself runs on the device only")
+                    "converted; the .nb itself runs on the device only"), False
 
     def manifest_extras(self, options: dict) -> dict:
         """The optimizer's version, and the registered runtime the native runner would link for this arch:
@@ -98,6 +98,8 @@ class PaddleLiteAdapter(RuntimeAdapter):
 
 class _EmulatedNb:
     """Opens a Paddle program as the .nb it becomes, under qemu-user: INT8 accuracy control on the .nb itself."""
+
+    runtime = "paddle-lite (emulated ARM, qemu-user)"
 
     def __init__(self, conv: Conversion):
         self.arch = conv.options.get("arch", "armv8")

@@ -26,9 +26,14 @@ class OptionSpec(BaseModel):
 
 
 class Tolerance(BaseModel):
+    """Bounds on an artifact's outputs against its reference (edgekit.build.parity checks every one)."""
+
     model_config = ConfigDict(extra="forbid")
-    max_abs_diff: float
+    # Largest |difference| of any logit, divided by max(1, largest |reference logit|): scale-free.
+    max_rel_diff: float
+    # Smallest cosine similarity of one image's output vectors.
     min_cosine: float
+    # Share of images whose top-1 class is the same.
     min_top1_agreement: float
 
 
