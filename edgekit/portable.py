@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import shutil
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,9 @@ LITE_ARCH_MACHINES = {
     "armv7": ("aarch64", "arm64", "armv7l", "armv8l", "armv7"),
     "x86": ("x86_64", "amd64", "i686", "i386"),
 }
+# CPU flags that decide which INT8 / BF16 kernels runtimes pick (reported with every device).
+ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+             "asimd", "fphp", "asimddp", "i8mm", "sve")
 
 
 class PortableError(Exception):
@@ -191,8 +195,6 @@ def _android_model():
     getprop = shutil.which("getprop")
     if not getprop:
         return None
-    import subprocess
-
     try:
         out = subprocess.run([getprop, "ro.product.model"], capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.SubprocessError):
@@ -212,12 +214,11 @@ def cpu_flags():
 
 
 def device_info():
-    """Where this runs: OS, CPU architecture and model, cores, Python."""
+    """Where this runs: OS, CPU architecture, model and ISA flags, cores, Python."""
     info = {"hostname": platform.node(), "system": platform.system(), "release": platform.release(),
             "machine": platform.machine(), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "python": platform.python_version()}
-    android = _android_model()
-    if android:
+            "isa_flags": sorted(f for f in cpu_flags() if f in ISA_FLAGS), "python": platform.python_version()}
+    if (android := _android_model()):
         info["android_model"] = android
     return info
 

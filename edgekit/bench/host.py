@@ -8,11 +8,6 @@ from dataclasses import asdict, dataclass
 
 from edgekit import portable
 
-# CPU flags that decide which kernels runtimes pick (and OpenVINO's default precision).
-_INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimd", "fphp",
-                      "asimddp", "sve")
-
-
 @dataclass(frozen=True)
 class HostInfo:
     cpu_model: str
@@ -40,7 +35,7 @@ usable_cpus = portable.usable_cpus
 def host_info() -> HostInfo:
     model = portable.cpu_model()
     present = portable.cpu_flags()
-    flags = tuple(f for f in _INTERESTING_FLAGS if f in present)
+    flags = tuple(f for f in portable.ISA_FLAGS if f in present)
     try:
         load = round(os.getloadavg()[0], 2)
     except OSError:

@@ -153,11 +153,13 @@ def measure_int8_parity(plan, model_file: Path, program: Path, source_model, ste
     steps.add("parity check", time.perf_counter() - start, model_file)
     _raise_if_failed(plan, reference_check, "FP32 reference vs the Paddle source")
     if failures:
+        random_init = " With random-init weights the classes' logits are near ties, so top-1 agreement means " \
+            "little: quantize trained weights (--weights)." if not plan.weights and not plan.source else ""
         raise EdgekitError(f"Parity check failed for {plan.model} -> {target.name} (int8): {'; '.join(failures)} "
                            f"against {fp32_name} on {len(candidate)} held-out --calib images. The quantized "
                            "model computes something else than the model it was quantized from; nothing was "
                            "written. Try another algorithm (--recipe-set ptq.algorithm=percentile), more "
-                           "calibration images, or the qat-int8 recipe.")
+                           f"calibration images, or the qat-int8 recipe.{random_init}")
     return record
 
 

@@ -75,6 +75,8 @@ class QuantizationReport:
     max_drop: float | None
     float_layers: list[str] = field(default_factory=list)
     quantized_layers: int = 0
+    # The route's choices (weight format, the CPU class they were made for), where it records any.
+    settings: dict = field(default_factory=dict)
     sensitivity: list[LayerSensitivity] = field(default_factory=list)
     attempts: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -156,7 +158,8 @@ def accuracy_controlled_quantization(route: Int8Route, fp32_model: Path,
     model_file, logits = quantize([])
     report = QuantizationReport(route=route.name, algorithm=algorithm, model_file=model_file, fp32_top1=fp32_top1,
                                 int8_top1=top1(logits, holdout_labels), holdout_images=len(holdout_labels),
-                                max_drop=max_drop, quantized_layers=len(layers))
+                                max_drop=max_drop, quantized_layers=len(layers),
+                                settings=dict(getattr(route, "settings", {})))
     report.attempts.append({"float_layers": 0, "int8_top1": report.int8_top1})
     if max_drop is None or report.drop <= max_drop:
         return finished(model_file, logits)

@@ -25,6 +25,11 @@ ONNX_QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "
                       "GlobalAveragePool", "Resize", "Sigmoid", "Softmax", "InstanceNormalization",
                       "LayerNormalization")
 RUN_BATCH = 64
+# How INT8 weights are stored for onnxruntime's kernels (edgekit.compress.isa picks one per CPU class):
+# s8: int8 weights, the VNNI kernels' format; s8-7bit: int8 weights in 7 bits (onnxruntime's
+# reduce_range), so AVX2's u8 x s8 pairwise multiply-add (vpmaddubsw) cannot saturate its int16 sums;
+# u8: uint8 weights (onnxruntime's U8U8 kernels).
+WEIGHT_FORMATS = ("s8", "s8-7bit", "u8")
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class OnnxQDQRoute(_RunsArtifacts):
 
     def __init__(self, fp32_onnx: Path, calibration: np.ndarray, *, algorithm: str, per_channel: bool,
                  batch_size: int, runtime, work: Path, op_types: Sequence[str] | None = None,
-                 to_artifact: Callable[[Path, Path], Path] | None = None):
+                 to_artifact: Callable[[Path, Path], Path] | None = None, weights: str = "s8"):
         quantization = import_ort_quantization()
         import onnxruntime
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -88,6 +93,11 @@ class OnnxQDQRoute(_RunsArtifacts):
         onnxruntime.set_default_logger_severity(3)  # unused-initializer warnings are noise for users
 
         super().__init__(runtime)
+        if weights not in WEIGHT_FORMATS:
+            raise EdgekitError(f"INT8 weight format {weights!r}: expected one of {', '.join(WEIGHT_FORMATS)}.")
+        self.weights = weights
+        # What the manifest records of this route's choices (adapters add theirs).
+        self.settings: dict = {"weights": weights}
         self.to_artifact = to_artifact
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -141,7 +151,8 @@ class OnnxQDQRoute(_RunsArtifacts):
         quantization.quantize_static(
             str(self.model), str(onnx_file), self._reader() if not self.cache.is_file() else None,
             quant_format=quantization.QuantFormat.QDQ, per_channel=self.per_channel,
-            activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
+            reduce_range=self.weights == "s8-7bit", activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QUInt8 if self.weights == "u8" else quantization.QuantType.QInt8,
             op_types_to_quantize=self.op_types, nodes_to_exclude=list(float_layers), calibrate_method=self.method,
             extra_options=dict(self.extra_options), calibration_cache_path=str(self.cache))
         return self.to_artifact(onnx_file, dst) if self.to_artifact else onnx_file

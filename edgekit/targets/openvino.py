@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgekit.targets.base import Conversion, RuntimeAdapter
-from edgekit.targets.onnx import check_qdq_tools, qdq_route, to_onnx
+from edgekit.targets.onnx import check_qdq_tools, chosen_int8_weights, qdq_route, to_onnx
 
 # OpenVINO has no INT8 kernels for these: QDQ pairs around them only add conversions (EfficientNet's
 # swish and SE blocks: CPU time per batch 7.5 -> 5.6 ms without them; ResNets have none of them).
@@ -49,9 +49,12 @@ class OpenVINOAdapter(RuntimeAdapter):
 
         # As for onnxruntime, QAT's weights are calibrated again rather than its program shipped.
         fp32_onnx = to_onnx(conv, program, program.with_suffix(".pdiparams"), conv.work / "fp32.onnx")
-        route = self.qdq_route(fp32_onnx, calibration, conv.work / "int8")
+        weights, settings = chosen_int8_weights(conv)
+        route = self.qdq_route(fp32_onnx, calibration, conv.work / "int8", weights)
+        route.settings.update(settings)
         return route, onnx2openvino(fp32_onnx, conv.work / "fp32.xml")
 
-    def qdq_route(self, fp32_onnx: Path, calibration, work: Path):
+    def qdq_route(self, fp32_onnx: Path, calibration, work: Path, weights: str = "s8"):
         """onnxruntime's QDQ route without Q/DQ where OpenVINO computes in float; each artifact converted to IR."""
-        return qdq_route(fp32_onnx, calibration, work, self, op_types=qdq_op_types(), to_artifact=qdq_to_ir)
+        return qdq_route(fp32_onnx, calibration, work, self, op_types=qdq_op_types(), to_artifact=qdq_to_ir,
+                         weights=weights)

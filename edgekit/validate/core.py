@@ -283,7 +283,7 @@ def run_validation(plan: ValidationPlan, progress: Progress | None = None) -> Va
         "passed": passed,
         "complete": not run.partial,
         "partial_reason": run.partial_reason,
-        "notes": plan.notes + run.notes,
+        "notes": plan.notes + run.notes + _cpu_class_notes(plan.manifest, run.device),
     }
     report = ValidationReport(record, plan.bundle)
     if plan.record:
@@ -291,3 +291,19 @@ def run_validation(plan: ValidationPlan, progress: Progress | None = None) -> Va
     if plan.report_path is not None:
         write_report(plan.report_path, report)
     return report
+
+
+def _cpu_class_notes(manifest: dict, device: dict) -> list[str]:
+    """INT8 made for one CPU class and validated on another says so: its kernels, and accuracy, can differ."""
+    from edgekit.compress.isa import cpu_class
+
+    settings = ((manifest.get("compression") or {}).get("quantization") or {}).get("settings") or {}
+    built = (settings.get("cpu_class") or {}).get("name")
+    if not built or "isa_flags" not in (device or {}):
+        return []
+    here = cpu_class(device.get("machine", ""), set(device["isa_flags"]), device.get("cpu")).name
+    if here == built:
+        return []
+    return [f"INT8 made for CPU class {built} (weights {settings.get('weights')}; {settings.get('chosen_by')}), "
+            f"validated on class {here}: INT8 kernels differ between the two, so accuracy here can differ from "
+            "the build's. For onnx bundles, build with -o int8_weights=... for this class if it matters."]
