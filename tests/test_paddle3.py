@@ -108,7 +108,10 @@ def test_ptq_int8_from_a_pir_softmax_export(paddleclas_export, model, target, tm
     result = api.build(model, target, recipe="ptq-int8", inference_model=export / "infer",
                        out=tmp_path / "b", calib=digits32.train_list,
                        recipe_overrides={"ptq.max_drop": None, "ptq.calibration_images": 32,
-                                         "ptq.holdout_images": 32})
+                                         "ptq.holdout_images": 32},
+                       # Random weights: near-tied outputs, whose top-1 agreement 7-bit weights (AVX2 hosts)
+                       # move below the INT8 bound; this test is about the PIR export, so full 8 bits.
+                       options={"int8_weights": "s8"} if target in ("onnx", "openvino") else None)
     manifest = read_manifest(result.path)
     quant = manifest["compression"]["quantization"]
     paddle_program = target in ("paddle", "arm-lite")
