@@ -27,7 +27,7 @@ record, so no image goes through the FP32 model twice.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -90,11 +90,7 @@ class QuantizationReport:
         return self.fp32_top1 - self.int8_top1
 
     def to_manifest(self) -> dict:
-        outputs, self.outputs = self.outputs, None  # arrays stay out of the record
-        try:
-            record = asdict(self)
-        finally:
-            self.outputs = outputs
+        record = asdict(replace(self, outputs=None))  # the arrays stay out of the record
         del record["outputs"]
         record["model_file"] = self.model_file.name
         record["drop"] = round(self.drop, 6)
