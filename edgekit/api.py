@@ -5,7 +5,7 @@ from __future__ import annotations
 from edgekit.zoo import create_model, list_families, list_models
 from edgekit.zoo.cards import ModelCard, get_card
 
-__all__ = ["create_model", "list_models", "list_families", "get_card", "zoo_cards", "doctor", "build",
+__all__ = ["create_model", "list_models", "list_families", "get_card", "zoo_cards", "doctor", "build", "build_fastest",
            "targets", "recipes"]
 
 
@@ -41,7 +41,18 @@ def build(model: str, target: str, precision: str = "fp32", *, weights=None, inf
     whether it did); the library builds unless asked, so a program that calls build gets a build.
     """
     from edgekit.build import plan_build, run_build
+    from edgekit.build.fastest import FASTEST
 
+    if target == FASTEST:
+        if precision != "fp32":
+            from edgekit.errors import EdgekitError
+
+            raise EdgekitError(f"--target {FASTEST} chooses the precision itself; drop --precision {precision} "
+                               "(name precisions with --candidates TARGET:PRECISION).")
+        return build_fastest(model, weights=weights, inference_model=inference_model, out=out, force=force,
+                             num_classes=num_classes, labels=labels, options=options, input_size=input_size,
+                             recipe=recipe, calib=calib, calib_limit=calib_limit, max_drop=max_drop,
+                             recipe_overrides=recipe_overrides, cache=cache, progress=progress)
     plan = plan_build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
                       force=force, num_classes=num_classes, labels=labels, options=options, input_size=input_size,
                       recipe=recipe, calib=calib, calib_limit=calib_limit, max_drop=max_drop,
@@ -51,6 +62,21 @@ def build(model: str, target: str, precision: str = "fp32", *, weights=None, inf
 
         return cached_build(plan, progress=progress)
     return run_build(plan, progress=progress)
+
+
+def build_fastest(model: str, *, candidates=None, batch: int = 1, threads: int | None = None,
+                  device: str = "local", **build_options):
+    """The fastest bundle of `model` for this CPU (or `device`) within the recipe's accuracy budget.
+
+    Builds every candidate (default: paddle, onnx, openvino in FP32, and onnx, openvino in INT8 when
+    `calib` is given; `candidates="onnx:int8,openvino:fp32"` chooses), benches them in one interleaved
+    run at `batch`, and writes the fastest whose build met the budget to `out` (default
+    dist/<model>-fastest) with a `selection` record in its manifest. `build_options` are `build`'s
+    (weights, calib, recipe: the INT8 candidates' recipe, max_drop, out, ...). Returns a FastestResult.
+    """
+    from edgekit.build.fastest import build_fastest as run
+
+    return run(model, candidates=candidates, batch=batch, threads=threads, device=device, **build_options)
 
 
 def recipes():

@@ -81,10 +81,11 @@ class DeviceSession:
         return info["device"]
 
     def host_info(self) -> HostInfo:
-        """The device as the report's host: its CPU; ISA flags and load are not read remotely."""
+        """The device as the report's host: its CPU and ISA flags (as its probe reported them); load is not read."""
         info = self.info or {}
         return HostInfo(cpu_model=info.get("cpu", ""), machine=info.get("machine", ""),
-                        cpus_usable=int(info.get("cores") or 1), isa_flags=(), load_average_1m=None)
+                        cpus_usable=int(info.get("cores") or 1), isa_flags=tuple(info.get("isa_flags", ())),
+                        load_average_1m=None)
 
     def push_bundle(self, root: Path, manifest: dict) -> str:
         """Send the bundle's runtime files (not its app/) and link them under their names; the model's path."""

@@ -41,9 +41,18 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
           no_cache: bool = typer.Option(False, "--no-cache", help="Build afresh: neither reuse an earlier bundle "
                                                                   "of the same inputs nor keep this one "
                                                                   "(`edgekit cache ls`)."),
+          candidates: Optional[str] = typer.Option(None, help="With --target fastest: TARGET:PRECISION items to "
+                                                               "choose from [default: paddle, onnx, openvino fp32; "
+                                                               "onnx, openvino int8 with --calib]."),
+          bench_batch: int = typer.Option(1, help="With --target fastest: the batch size latency is compared at."),
+          device: str = typer.Option("local", help="With --target fastest: where the candidates are benched "
+                                                   "(local, ssh://user@host, adb://SERIAL)."),
           as_json: bool = typer.Option(False, "--json", help="Print the bundle manifest as JSON.")) -> None:
-    """Export a zoo model to an app-embeddable bundle for one target runtime."""
+    """Export a zoo model to an app-embeddable bundle for one target runtime (or, with --target fastest,
+    the fastest of several for this CPU within the recipe's accuracy budget)."""
     from edgekit import api
+    from edgekit.build.fastest import FASTEST
+    from edgekit.errors import EdgekitError
 
     # The warning comes first, even when an option below turns out malformed.
     if not weights and not inference_model:
@@ -51,6 +60,27 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
                           "RANDOM INITIALISATION. The bundle is marked weights: random-init and classifies "
                           "nothing meaningful.[/]")
     options, recipe_overrides = parse_pairs(option, "--option"), parse_pairs(recipe_set, "--recipe-set")
+    if target == FASTEST:
+        if precision != "fp32":
+            raise EdgekitError(f"--target {FASTEST} chooses the precision itself; drop --precision {precision} "
+                               "(name precisions with --candidates TARGET:PRECISION).")
+        with console.status("starting") as status:
+            result = api.build_fastest(model, candidates=candidates, batch=bench_batch, device=device,
+                                       weights=weights, inference_model=inference_model, out=out, force=force,
+                                       num_classes=num_classes, labels=labels, options=options,
+                                       input_size=input_size, recipe=recipe, calib=calib, calib_limit=calib_limit,
+                                       max_drop=max_drop, recipe_overrides=recipe_overrides, cache=not no_cache,
+                                       progress=lambda step: status.update(f"[bold]{step}[/] ..."))
+        if as_json:
+            write_json(result.manifest)
+        else:
+            _print_selection(result)
+        return
+    unused = [flag for flag, given in (("--candidates", candidates is not None), ("--bench-batch", bench_batch != 1),
+                                       ("--device", device != "local")) if given]
+    if unused:
+        raise EdgekitError(f"{', '.join(unused)} apply to --target {FASTEST} only; --target {target} builds one "
+                           "bundle (bench it with `edgekit bench`).")
     with console.status("starting") as status:
         result = api.build(model, target, precision, weights=weights, inference_model=inference_model, out=out,
                            force=force, num_classes=num_classes, labels=labels, options=options,
@@ -122,3 +152,28 @@ def _comparison_line(what: str, record: dict) -> str:
     return (f"{what} vs {record['reference']} on {compared} {inputs}: max |diff| {record['max_abs_diff']:.2e} "
             f"(relative {record['max_rel_diff']:.2e}), cosine {record['min_cosine']:.6f}, top-1 agreement "
             f"{record['top1_agreement']:.0%}")
+
+
+def _print_selection(result) -> None:
+    selection = result.manifest["selection"]
+    table = Table(title=f"{result.path}: the fastest at batch {selection['batch']} on {selection['cpu'] or 'this CPU'}")
+    for col in ("candidate", "computes in", "median ms", "vs Paddle Inference", "top-1", "outcome"):
+        table.add_column(col, justify="right" if col in ("median ms", "vs Paddle Inference") else "left")
+    for o in result.outcomes:
+        style = "bold green" if o.status == "chosen" else ("red" if o.status in ("rejected", "skipped") else None)
+        if o.top1_drop is not None:
+            top1 = f"{-100 * o.top1_drop:+.2f} pt vs fp32"
+        else:
+            top1 = "= source" if o.accuracy.startswith("matches") else "—"
+        outcome = o.status if o.status in ("chosen", "slower") else f"{o.status}: {o.reason}"
+        table.add_row(o.candidate, f"{o.runtime_precision} ({o.runtime})" if o.runtime else "—",
+                      f"{o.median_ms:.2f}" if o.median_ms is not None else "—",
+                      f"{o.speedup_vs_baseline:.2f}x" if o.speedup_vs_baseline is not None else "—",
+                      top1, outcome, style=style)
+    console.print(table)
+    chosen = result.chosen
+    console.print(f"chosen: {chosen.candidate} ({chosen.reason}); {chosen.accuracy}", highlight=False, markup=False)
+    for warning in selection["warnings"]:
+        err_console.print(f"WARNING: {warning}", style="yellow", highlight=False, markup=False)
+    console.print(f"next: python {shlex.quote(str(result.path / 'app' / 'predict.py'))} IMAGE  (the table is "
+                  f"`selection` in {result.path / 'edgekit.json'})", style="dim", highlight=False, markup=False)

@@ -1,0 +1,107 @@
+"""`edgekit build MODEL --target fastest`: real candidates built and benched in one interleaved run, the
+fastest within the accuracy budget kept (byte for byte) with its selection table; bad input exits 2 before
+any build starts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edgekit.build.fastest import CandidateOutcome, choose
+from edgekit.bundle import read_manifest, verify_files
+from edgekit.cli import app
+from test_quantize import MODEL, SIZE, digits_model  # noqa: F401  (the digits-trained model, trained once)
+
+runner = CliRunner()
+
+
+def _fastest(digits_model, out, *args):
+    weights, _, calib = digits_model
+    return runner.invoke(app, ["build", MODEL, "--target", "fastest", "--weights", str(weights), "--num-classes",
+                               "10", "--input-size", str(SIZE), "--calib", str(calib), "--out", str(out),
+                               *args])
+
+
+def test_keeps_the_fastest_candidate_within_the_budget(digits_model, tmp_path):
+    out = tmp_path / "fast"
+    result = _fastest(digits_model, out, "--candidates", "paddle:fp32,onnx:fp32,onnx:int8")
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out)
+    verify_files(out, manifest)  # the winner's files, with the selection record added to its manifest
+    selection = manifest["selection"]
+    rows = {row["candidate"]: row for row in selection["candidates"]}
+    assert list(rows) == ["paddle:fp32", "onnx:fp32", "onnx:int8"]
+    assert all(row["status"] in ("chosen", "slower") and row["median_ms"] > 0 for row in rows.values()), rows
+    fastest = min(rows.values(), key=lambda row: row["median_ms"])
+    assert selection["chosen"] == fastest["candidate"] and fastest["status"] == "chosen"
+    assert manifest["target"]["name"] == fastest["target"] and manifest["target"]["precision"] == fastest["precision"]
+    assert rows["paddle:fp32"]["speedup_vs_baseline"] == 1.0
+    for row in rows.values():  # every ratio is the baseline's latency over the candidate's
+        assert row["speedup_vs_baseline"] == pytest.approx(rows["paddle:fp32"]["median_ms"] / row["median_ms"],
+                                                           rel=1e-2)
+    int8 = rows["onnx:int8"]
+    assert int8["runtime_precision"] == "int8" and int8["top1_drop"] <= 0.01
+    assert rows["onnx:fp32"]["accuracy"].startswith("matches the source")
+    assert selection["cpu"] and selection["batch"] == 1
+    assert "chosen" in result.output and "vs Paddle Inference" in result.output
+
+
+def _outcome(name: str, ms: float | None, status: str = "measured") -> CandidateOutcome:
+    target, precision = name.split(":")
+    return CandidateOutcome(name, target, precision, status, median_ms=ms)
+
+
+def test_choice_is_the_lowest_median_and_close_calls_say_so():
+    outcomes = [_outcome("paddle:fp32", 90.0), _outcome("onnx:fp32", 70.0), _outcome("openvino:int8", 35.0),
+                _outcome("onnx:int8", None, "rejected")]
+    winner = choose(outcomes)
+    assert winner.candidate == "openvino:int8" and winner.speedup_vs_baseline == pytest.approx(90 / 35, rel=1e-3)
+    assert [o.status for o in outcomes] == ["slower", "slower", "chosen", "rejected"]
+    assert "is within" not in winner.reason
+    close = [_outcome("onnx:int8", 36.0), _outcome("openvino:int8", 35.0)]
+    assert "onnx:int8 is within 5%" in choose(close).reason
+    with pytest.raises(Exception, match="No candidate was measured"):
+        choose([_outcome("onnx:int8", None, "rejected")])
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--candidates", "arm-lite:fp32"], ["--candidates arm-lite:fp32", "runs here"]),
+    (["--candidates", "onnx:int4"], ["--candidates onnx:int4", "int8"]),
+    (["--candidates", "onnx:fp32", "--recipe", "fp16"], ["--recipe fp16", "INT8 recipe"]),
+    (["--candidates", "paddle:fp32", "-o", "int8_weights=s8"], ["--option int8_weights", "paddle"]),
+    (["--precision", "fp16"], ["--precision fp16", "--candidates"]),
+    (["--bench-batch", "0"], ["--bench-batch 0"]),
+])
+def test_bad_input_exits_2_before_building(tmp_path, args, named):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["build", "SqueezeNet1_1", "--target", "fastest", "--input-size", "32",
+                                 "--num-classes", "10", "--out", str(out), *args])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    for name in named:
+        assert name in text, text
+    assert not out.exists()
+
+
+def test_int8_candidates_by_name_need_calib_and_bench_flags_need_fastest(tmp_path):
+    named = runner.invoke(app, ["build", "SqueezeNet1_1", "--target", "fastest", "--candidates", "onnx:int8",
+                                "--out", str(tmp_path / "a")])
+    assert named.exit_code == 2 and "INT8 needs --calib" in " ".join(named.output.split()), named.output
+    plain = runner.invoke(app, ["build", "SqueezeNet1_1", "--target", "onnx", "--bench-batch", "4",
+                                "--out", str(tmp_path / "b")])
+    assert plain.exit_code == 2 and "--target fastest only" in " ".join(plain.output.split()), plain.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_selection_record_is_json(digits_model, tmp_path):
+    """--json prints the winner's manifest, selection included, for machines (FP32 candidates, no --calib)."""
+    weights, _, _ = digits_model
+    result = runner.invoke(app, ["build", MODEL, "--target", "fastest", "--weights", str(weights), "--num-classes",
+                                 "10", "--input-size", str(SIZE), "--out", str(tmp_path / "j"), "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout[result.stdout.index("{"):])
+    rows = {row["candidate"]: row for row in manifest["selection"]["candidates"]}
+    assert rows["onnx:int8"]["status"] == "skipped" and "--calib" in rows["onnx:int8"]["reason"]
+    assert sum(row["status"] == "chosen" for row in rows.values()) == 1
