@@ -41,7 +41,7 @@ def build(model: str, target: str, precision: str = "fp32", *, weights=None, inf
     whether it did); the library builds unless asked, so a program that calls build gets a build.
     """
     from edgekit.build import plan_build, run_build
-    from edgekit.build.fastest import FASTEST
+    from edgekit.fastest import FASTEST
 
     if target == FASTEST:
         if precision != "fp32":
@@ -74,7 +74,7 @@ def build_fastest(model: str, *, candidates=None, batch: int = 1, threads: int |
     dist/<model>-fastest) with a `selection` record in its manifest. `build_options` are `build`'s
     (weights, calib, recipe: the INT8 candidates' recipe, max_drop, out, ...). Returns a FastestResult.
     """
-    from edgekit.build.fastest import build_fastest as run
+    from edgekit.fastest import build_fastest as run
 
     return run(model, candidates=candidates, batch=batch, threads=threads, device=device, **build_options)
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from edgekit.build.fastest import CandidateOutcome, choose
+from edgekit.fastest import CandidateOutcome, choose
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.cli import app
 from test_quantize import MODEL, SIZE, digits_model  # noqa: F401  (the digits-trained model, trained once)

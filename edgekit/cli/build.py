@@ -51,7 +51,7 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
     """Export a zoo model to an app-embeddable bundle for one target runtime (or, with --target fastest,
     the fastest of several for this CPU within the recipe's accuracy budget)."""
     from edgekit import api
-    from edgekit.build.fastest import FASTEST
+    from edgekit.fastest import FASTEST
     from edgekit.errors import EdgekitError
 
     # The warning comes first, even when an option below turns out malformed.
