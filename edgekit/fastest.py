@@ -60,6 +60,8 @@ class CandidateOutcome:
     median_ms: float | None = None
     p90_ms: float | None = None
     throughput_ips: float | None = None
+    # With peak=True: the share of this runtime's measured GEMM peak at this precision the model reaches.
+    fraction_of_peak: float | None = None
     speedup_vs_baseline: float | None = None
     fp32_top1: float | None = None  # INT8: on the held-out --calib images
     int8_top1: float | None = None
@@ -115,8 +117,9 @@ def build_fastest(model: str, *, candidates: str | Sequence[str] | None = None, 
                   labels=None, options: dict | None = None, input_size: int | None = None, recipe=None,
                   calib=None, calib_limit: int | None = None, max_drop: float | None = None,
                   recipe_overrides: dict | None = None, batch: int = 1, threads: int | None = None,
-                  duration: float | None = None, device: str = "local", device_python: str | None = None,
-                  device_dir: str | None = None, ssh_options: dict | None = None, cache: bool = True,
+                  duration: float | None = None, peak: bool = False, device: str = "local",
+                  device_python: str | None = None, device_dir: str | None = None, ssh_options: dict | None = None,
+                  cache: bool = True,
                   progress: Progress | None = None) -> FastestResult:
     """Build every candidate, bench them interleaved, keep the fastest within the accuracy budget."""
     from edgekit.bench import run as bench
@@ -163,8 +166,8 @@ def build_fastest(model: str, *, candidates: str | Sequence[str] | None = None, 
                 f"{o.candidate}: {o.reason}" for o in outcomes.values()))
         say(f"benching {len(built)} candidates at batch {batch} (interleaved)")
         report = bench([str(path) for path in built.values()], batch=[batch], threads=threads, duration=duration,
-                       device=device, device_python=device_python, device_dir=device_dir, ssh_options=ssh_options,
-                       progress=say)
+                       peak=peak, device=device, device_python=device_python, device_dir=device_dir,
+                       ssh_options=ssh_options, progress=say)
         records = {Path(r.bundle).name: r for r in report.records if r.batch == batch}
         for candidate, path in built.items():
             outcomes[candidate] = _measured(candidate, path, read_manifest(path), records.get(path.name))
@@ -293,6 +296,8 @@ def _measured(candidate: Candidate, path: Path, manifest: dict, record) -> Candi
     outcome.runtime, outcome.runtime_precision = record.runtime, record.runtime_precision
     outcome.median_ms, outcome.p90_ms = round(record.latency.median_ms, 3), round(record.latency.p90_ms, 3)
     outcome.throughput_ips = round(record.throughput_ips, 2)
+    if record.fraction_of_peak is not None:
+        outcome.fraction_of_peak = round(record.fraction_of_peak, 4)
     return outcome
 
 
@@ -302,7 +307,8 @@ def _selection_record(outcomes, winner, report, batch, device, int8_recipe, max_
                                                      "candidates whose build met the accuracy budget",
             "batch": batch, "device": device, "cpu": host.get("cpu_model", ""),
             "isa_flags": host.get("isa_flags", []), "baseline": BASELINE, "int8_recipe": str(int8_recipe),
-            "max_drop": max_drop, "bench": report.config, "warnings": list(report.warnings),
+            "max_drop": max_drop, "bench": report.config, "peaks": report.peaks,
+            "physical_peak": report.physical_peak, "warnings": list(report.warnings),
             "candidates": [o.to_dict() for o in outcomes],
             "not_candidates": _not_candidates(host)}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,7 +25,6 @@ from edgekit.errors import EdgekitError
 ONNX_QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "AveragePool", "MaxPool",
                       "GlobalAveragePool", "Resize", "Sigmoid", "Softmax", "InstanceNormalization",
                       "LayerNormalization")
-RUN_BATCH = 64
 # How INT8 weights are stored for onnxruntime's kernels (edgekit.compress.isa picks one per CPU class):
 # s8: int8 weights, the VNNI kernels' format; s8-7bit: int8 weights in 7 bits (onnxruntime's
 # reduce_range), so AVX2's u8 x s8 pairwise multiply-add (vpmaddubsw) cannot saturate its int16 sums;
@@ -50,17 +50,22 @@ def uniform_batch_size(count: int, batch_size: int) -> int:
 class _RunsArtifacts:
     """Runs a route's models with the adapter of the runtime they are for, each opened once."""
 
+    # Models kept open: the FP32 one and the latest INT8 ones (the sensitivity loop opens one per layer,
+    # each run once; keeping all of them open held ~70 compiled ResNet50s).
+    KEEP_OPEN = 3
+
     def __init__(self, runtime):
-        # A RuntimeAdapter (edgekit.targets): only its `open` is used, so compress needs no targets import.
+        # A RuntimeAdapter (edgekit.targets): only its `open_for_many` is used, so compress needs no targets import.
         self.runtime = runtime
-        self._opened: dict[Path, object] = {}
+        self._opened: OrderedDict[Path, Callable] = OrderedDict()
 
     def run(self, model_file: Path, images: np.ndarray) -> np.ndarray:
         if model_file not in self._opened:
-            self._opened[model_file] = self.runtime.open(model_file)
-        opened = self._opened[model_file]
-        return np.concatenate([opened(np.ascontiguousarray(images[i:i + RUN_BATCH]))
-                               for i in range(0, len(images), RUN_BATCH)])
+            self._opened[model_file] = self.runtime.open_for_many(model_file)
+            while len(self._opened) > self.KEEP_OPEN:
+                self._opened.popitem(last=False)
+        self._opened.move_to_end(model_file)
+        return self._opened[model_file](images)
 
 
 def import_ort_quantization():

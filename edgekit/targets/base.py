@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from edgekit.compress.routes import Calibration
 
 _ADAPTERS: dict[str, "RuntimeAdapter"] = {}
+# Images per call when a model runs over many (accuracy control, parity records).
+BULK_BATCH = 64
 
 
 @dataclass
@@ -68,6 +70,15 @@ class RuntimeAdapter:
             install = portable.RUNTIMES[self.runtime][1]
             raise EdgekitError(f"This bundle needs the {self.runtime} runtime, which does not import here ({exc}): "
                                f"`{install}`.") from None
+
+    def open_for_many(self, model_file: Path) -> Callable[[Any], Any]:
+        """The model opened for many images at once (accuracy control, parity): `run(images) -> outputs`,
+        batching inside. Default: the usual opener, batches of BULK_BATCH one after the other."""
+        import numpy as np
+
+        opened = self.open(model_file)
+        return lambda images: np.concatenate([opened(np.ascontiguousarray(images[i:i + BULK_BATCH]))
+                                              for i in range(0, len(images), BULK_BATCH)])
 
     def helper_interpreter(self, root: Path, model_file: Path) -> tuple[str, dict]:
         """(python, environment) of the interpreter on this host that runs the model, where this one cannot."""
