@@ -39,8 +39,8 @@ class OpenVINOAdapter(RuntimeAdapter):
 
     def open_for_many(self, model_file: Path):
         """OpenVINO's THROUGHPUT hint for many images: a stream per core group, short batches in flight
-        together (ResNet50 at 224 on 2 AVX2 cores: 68-73 ms/image, against 79-84 in latency mode at batch 8;
-        benchmarks/eval_throughput.py)."""
+        together. FP32 ResNet50 at 224 on 2 AVX2 cores (Zen 3), 64 images: 72.5 ms/image, against 79.6 in
+        latency mode at batch 64 and 85.4 at batch 8 (benchmarks/eval_throughput.py, results/eval-throughput.json)."""
         import numpy as np
         import openvino as ov
 
