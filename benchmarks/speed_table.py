@@ -1,6 +1,6 @@
 """The seeds' route against every CPU artifact edgekit builds, INT8 included (a benchmark, not a test).
 
-    .venv/bin/python benchmarks/speed_table.py [--models ResNet50,ResNet50_vd,EfficientNetB0_small]
+    .venv/bin/python benchmarks/speed_table.py [--models EfficientNetB0_small,ResNet50,ResNet50_vd]
         [--batches 1,8] [--duration 4] [--work DIR] [--out benchmarks/results/speed-table]
 
 Everything goes through the product: per model, `edgekit build MODEL --target fastest` (edgekit.fastest)
@@ -30,7 +30,7 @@ import int8 as int8_bench  # noqa: E402  (digits, and weights trained on them, c
 
 from edgekit import api  # noqa: E402
 
-MODELS = ("ResNet50", "ResNet50_vd", "EfficientNetB0_small")
+MODELS = ("EfficientNetB0_small", "ResNet50", "ResNet50_vd")
 # Training settings for the models benchmarks/int8.py does not train already (32 px digits).
 EXTRA_DIGITS_MODELS = {"ResNet50": dict(epochs=4, lr=2e-3), "ResNet50_vd": dict(epochs=4, lr=2e-3)}
 
@@ -61,7 +61,7 @@ def main() -> None:
         for batch in (int(b) for b in args.batches.split(",")):
             print(f"{model}: latency at 224, batch {batch}", flush=True)
             selection = fastest(model, weights, args.work / "bundles" / f"{model}-224", calib=digits224.train_list,
-                                max_drop=None, batch=batch, duration=args.duration)
+                                recipe_overrides={"ptq.max_drop": None}, batch=batch, duration=args.duration)
             records.append({"model": model, "kind": "latency", "input": 224, **selection})
         print(f"{model}: accuracy at 32 px", flush=True)
         selection = fastest(model, weights, args.work / "bundles" / f"{model}-32", input_size=int8_bench.SIZE,
