@@ -112,7 +112,7 @@ def measure_int8_parity(plan, model_file: Path, program: Path, source_model, ste
     steps.say("parity check")
     start = time.perf_counter()
     names, photos = _sample_photos(plan)
-    emulated_eval = "emulated" in outputs.runtime
+    emulated_eval = outputs.emulated
     if emulated_eval:  # the FP32 reference is itself an emulated .nb: seconds per photo
         names, photos = names[:EMULATED_IMAGES["fp32"]], photos[:EMULATED_IMAGES["fp32"]]
     source, source_name = _source_logits(source_model, program, photos)

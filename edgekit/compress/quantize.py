@@ -114,6 +114,8 @@ class HoldoutOutputs:
     run_fp32: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
     # Is the INT8 model that made `int8` the artifact the bundle ships (False: Lite converts it afterwards)?
     int8_is_bundled: bool = True
+    # Did the runtime run them under emulation (an ARM .nb under qemu-user: seconds per image)?
+    emulated: bool = False
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -149,7 +151,8 @@ def accuracy_controlled_quantization(route: Int8Route, fp32_model: Path,
         report.model_file, report.int8_top1 = model_file, top1(logits, holdout_labels)
         runtime = getattr(route.runtime, "runtime", type(route.runtime).__name__)
         report.outputs = HoldoutOutputs(fp32_model, runtime, reference, logits,
-                                        run_fp32=lambda images: route.run(fp32_model, images))
+                                        run_fp32=lambda images: route.run(fp32_model, images),
+                                        emulated=bool(getattr(route.runtime, "emulated", False)))
         report.seconds = time.perf_counter() - start
         return report
 

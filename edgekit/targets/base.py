@@ -49,6 +49,8 @@ class RuntimeAdapter:
     quantizes_pir_programs: ClassVar[bool] = True
     # Do devices run this runtime's bundles with edgekit's native runner (else the Python device agent)?
     runs_natively: ClassVar[bool] = False
+    # Does `open` run the model under emulation (numbers, not speed; seconds per image)?
+    emulated: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -74,11 +76,7 @@ class RuntimeAdapter:
     def open_for_many(self, model_file: Path) -> Callable[[Any], Any]:
         """The model opened for many images at once (accuracy control, parity): `run(images) -> outputs`,
         batching inside. Default: the usual opener, batches of BULK_BATCH one after the other."""
-        import numpy as np
-
-        opened = self.open(model_file)
-        return lambda images: np.concatenate([opened(np.ascontiguousarray(images[i:i + BULK_BATCH]))
-                                              for i in range(0, len(images), BULK_BATCH)])
+        return in_batches(self.open(model_file))
 
     def helper_interpreter(self, root: Path, model_file: Path) -> tuple[str, dict]:
         """(python, environment) of the interpreter on this host that runs the model, where this one cannot."""
@@ -138,6 +136,14 @@ class RuntimeAdapter:
         from edgekit.apps.python import write_python_app
 
         write_python_app(app_dir, self.runtime)
+
+
+def in_batches(opened: Callable[[Any], Any], batch: int = BULK_BATCH) -> Callable[[Any], Any]:
+    """`opened` (one batch -> outputs) over any number of images, `batch` at a time."""
+    import numpy as np
+
+    return lambda images: np.concatenate([opened(np.ascontiguousarray(images[i:i + batch]))
+                                          for i in range(0, len(images), batch)])
 
 
 def copy_artifact(model_file: Path, bundle: Path, stem: str = "model") -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgekit import portable
 from edgekit.errors import EdgekitError
-from edgekit.targets.base import Conversion, RuntimeAdapter, source_adapter
+from edgekit.targets.base import Conversion, RuntimeAdapter, in_batches, source_adapter
 from edgekit.targets.paddle import paddle_ptq_route
 
 
@@ -100,6 +100,7 @@ class _EmulatedNb:
     """Opens a Paddle program as the .nb it becomes, under qemu-user: INT8 accuracy control on the .nb itself."""
 
     runtime = "paddle-lite (emulated ARM, qemu-user)"
+    emulated = True
 
     def __init__(self, conv: Conversion):
         self.arch = conv.options.get("arch", "armv8")
@@ -114,6 +115,9 @@ class _EmulatedNb:
                          self.work / f"{len(list(self.work.glob('*.nb')))}.nb", arch=self.arch)
         runner, _ = emulated_runner(nb, "aarch64" if self.arch == "armv8" else "armv7")
         return runner
+
+    def open_for_many(self, program: Path):
+        return in_batches(self.open(program))
 
 
 def _to_nb(conv: Conversion, program: Path, params: Path) -> Path:
