@@ -72,8 +72,13 @@ def test_each_form_is_read_from_its_program(paddleclas_export, form):
 
 
 TARGETS = ("onnx", "openvino", "paddle", "x86-lite", "arm-lite")
+# Every form on every target, less two kinds of repeat: a legacy export on onnx, openvino and paddle is the
+# program every build from --weights converts (test_build), and arm-lite runs the same Lite conversion as
+# x86-lite (which also measures parity), so it takes the PIR form once, with its softmax head.
 CASES = [(model, form, target) for model in ("ResNet50_vd", "EfficientNetB0_small") for form in FORMS
-         for target in TARGETS]
+         for target in TARGETS
+         if not (form == "legacy" and target in ("onnx", "openvino", "paddle"))
+         and not (form == "pir" and target == "arm-lite")]
 
 
 @pytest.mark.heavy
