@@ -67,11 +67,14 @@ def main() -> None:
         selection = fastest(model, weights, args.work / "bundles" / f"{model}-32", input_size=int8_bench.SIZE,
                             calib=digits32.train_list, max_drop=0.005, batch=1, duration=1.0)
         records.append({"model": model, "kind": "accuracy", "input": int8_bench.SIZE, **selection})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(records, indent=1) + "\n")
-    table = markdown(records)
-    args.out.with_suffix(".md").write_text(table)
-    print(table)
+        write(records, args.out)  # after every model: a run stopped later keeps what it measured
+    print(markdown(records))
+
+
+def write(records: list[dict], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(records, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(records))
 
 
 def markdown(records: list[dict]) -> str:
