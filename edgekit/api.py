@@ -44,12 +44,7 @@ def build(model: str, target: str, precision: str = "fp32", *, weights=None, inf
     from edgekit.fastest import FASTEST
 
     if target == FASTEST:
-        if precision != "fp32":
-            from edgekit.errors import EdgekitError
-
-            raise EdgekitError(f"--target {FASTEST} chooses the precision itself; drop --precision {precision} "
-                               "(name precisions with --candidates TARGET:PRECISION).")
-        return build_fastest(model, weights=weights, inference_model=inference_model, out=out, force=force,
+        return build_fastest(model, precision=precision, weights=weights, inference_model=inference_model, out=out, force=force,
                              num_classes=num_classes, labels=labels, options=options, input_size=input_size,
                              recipe=recipe, calib=calib, calib_limit=calib_limit, max_drop=max_drop,
                              recipe_overrides=recipe_overrides, cache=cache, progress=progress)

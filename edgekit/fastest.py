@@ -112,7 +112,8 @@ def parse_candidates(candidates: str | Sequence[str] | None) -> list[Candidate]:
     return list(dict.fromkeys(parsed))
 
 
-def build_fastest(model: str, *, candidates: str | Sequence[str] | None = None, weights=None,
+def build_fastest(model: str, *, precision: str = "fp32", candidates: str | Sequence[str] | None = None,
+                  weights=None,
                   inference_model=None, out=None, force: bool = False, num_classes: int | None = None,
                   labels=None, options: dict | None = None, input_size: int | None = None, recipe=None,
                   calib=None, calib_limit: int | None = None, max_drop: float | None = None,
@@ -128,6 +129,9 @@ def build_fastest(model: str, *, candidates: str | Sequence[str] | None = None, 
     from edgekit.userfiles import check_creatable
 
     say = progress or (lambda message: None)
+    if precision != "fp32":
+        raise EdgekitError(f"--target {FASTEST} chooses the precision itself; drop --precision {precision} "
+                           "(name precisions with --candidates TARGET:PRECISION).")
     chosen_candidates = parse_candidates(candidates)
     out_dir = Path(out) if out else Path("dist") / f"{model}-{FASTEST}"
     check_creatable(out_dir.parent, "--out", named=out_dir)

@@ -61,11 +61,8 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
                           "nothing meaningful.[/]")
     options, recipe_overrides = parse_pairs(option, "--option"), parse_pairs(recipe_set, "--recipe-set")
     if target == FASTEST:
-        if precision != "fp32":
-            raise EdgekitError(f"--target {FASTEST} chooses the precision itself; drop --precision {precision} "
-                               "(name precisions with --candidates TARGET:PRECISION).")
         with console.status("starting") as status:
-            result = api.build_fastest(model, candidates=candidates, batch=bench_batch, device=device,
+            result = api.build_fastest(model, precision=precision, candidates=candidates, batch=bench_batch, device=device,
                                        weights=weights, inference_model=inference_model, out=out, force=force,
                                        num_classes=num_classes, labels=labels, options=options,
                                        input_size=input_size, recipe=recipe, calib=calib, calib_limit=calib_limit,
