@@ -1,7 +1,7 @@
 """The seeds' route against every CPU artifact edgekit builds, INT8 included (a benchmark, not a test).
 
     .venv/bin/python benchmarks/speed_table.py [--models EfficientNetB0_small,ResNet50,ResNet50_vd]
-        [--batches 1,8] [--duration 4] [--work DIR] [--out benchmarks/results/speed-table]
+        [--batches 1,8] [--kinds latency,accuracy] [--duration 4] [--work DIR] [--out benchmarks/results/speed-table]
 
 Everything goes through the product: per model, `edgekit build MODEL --target fastest` (edgekit.fastest)
 builds paddle / onnx / openvino FP32 and onnx / openvino INT8 and benches them in one interleaved run with
@@ -45,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--kinds", default="latency,accuracy", help="latency (224 px), accuracy (32 px), or both")
     parser.add_argument("--duration", type=float, default=4.0, help="timed seconds per candidate and round")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgekit-speed-table")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed-table"))
@@ -58,11 +59,15 @@ def main() -> None:
     records = []
     for model in args.models.split(","):
         weights = int8_bench.trained_weights(model, args.work)
-        for batch in (int(b) for b in args.batches.split(",")):
+        kinds = args.kinds.split(",")
+        for batch in (int(b) for b in args.batches.split(",") if "latency" in kinds):
             print(f"{model}: latency at 224, batch {batch}", flush=True)
             selection = fastest(model, weights, args.work / "bundles" / f"{model}-224", calib=digits224.train_list,
                                 recipe_overrides={"ptq.max_drop": None}, batch=batch, duration=args.duration)
             records.append({"model": model, "kind": "latency", "input": 224, **selection})
+        if "accuracy" not in kinds:
+            write(records, args.out)
+            continue
         print(f"{model}: accuracy at 32 px", flush=True)
         selection = fastest(model, weights, args.work / "bundles" / f"{model}-32", input_size=int8_bench.SIZE,
                             calib=digits32.train_list, max_drop=0.005, batch=1, duration=1.0)
