@@ -57,10 +57,13 @@ def main() -> None:
     digits32 = int8_bench.digits(args.work)
     digits224 = make_digits_dataset(args.work / "digits224", 224)
     records = []
-    kinds = args.kinds.split(",")
+    kinds = set(args.kinds.split(","))
+    if not kinds <= {"latency", "accuracy"}:
+        parser.error(f"--kinds {args.kinds}: expected latency, accuracy or latency,accuracy")
+    batches = [int(b) for b in args.batches.split(",")] if "latency" in kinds else []
     for model in args.models.split(","):
         weights = int8_bench.trained_weights(model, args.work)
-        for batch in (int(b) for b in args.batches.split(",") if "latency" in kinds):
+        for batch in batches:
             print(f"{model}: latency at 224, batch {batch}", flush=True)
             selection = fastest(model, weights, args.work / "bundles" / f"{model}-224", calib=digits224.train_list,
                                 recipe_overrides={"ptq.max_drop": None}, batch=batch, duration=args.duration)
