@@ -4,15 +4,17 @@
         [--batches 1,8] [--kinds latency,accuracy] [--duration 4] [--work DIR] [--out benchmarks/results/speed-table]
 
 Everything goes through the product: per model, `edgekit build MODEL --target fastest` (edgekit.fastest)
-builds paddle / onnx / openvino FP32 and onnx / openvino INT8 and benches them in one interleaved run with
-`--peak`, once per batch size (the builds come from the build cache after the first).
+builds paddle / onnx / openvino FP32, onnx / openvino INT8 and, on CPUs with native bf16 (AVX512_BF16, AMX),
+openvino bf16, and benches them in one interleaved run with `--peak`, once per batch size (the builds come
+from the build cache after the first).
 
 - Latency, at the model card's input (224): weights trained on digits at 32 px (cached under --work; latency
   does not depend on weight values, but INT8 parity needs logits that are not near ties, which random weights
   give), INT8 calibrated on 256 and checked on 500 held-out digits upscaled to 224 (ptq-int8's defaults),
   max_drop off: a 32-px model's top-1 on 224-px digits says nothing.
 - Accuracy: the same weights at the 32 px they were trained at, ptq-int8 with max_drop 0.005 (the issue's
-  "0.5 point"), top-1 of FP32 and INT8 on the held-out images.
+  "0.5 point"), top-1 of FP32 and INT8 (bf16) on the held-out images (bf16: the --calib images, none
+  calibrated on).
 
 Writes OUT.json (every selection record) and OUT.md (the table), and prints the table.
 """
@@ -99,17 +101,17 @@ def markdown(records: list[dict]) -> str:
             lines.append(f"| {record['model']} | {record['batch']} | {row['candidate']} | {ms} | {ratio} | {share} | "
                          f"{'yes' if row['status'] == 'chosen' else ''} |")
     lines += ["", "Accuracy: digits-trained weights at 32 px, ptq-int8 with max_drop 0.005, top-1 on the held-out "
-                  "--calib images.", "", "| model | candidate | FP32 top-1 | INT8 top-1 | drop (points) | outcome |",
+                  "--calib images.", "", "| model | candidate | FP32 top-1 | its top-1 | drop (points) | outcome |",
               "|---|---|---|---|---|---|"]
     for record in (r for r in records if r["kind"] == "accuracy"):
         for row in record["candidates"]:
-            if row["precision"] != "int8":
+            if row["precision"] == "fp32":
                 continue
-            if row.get("int8_top1") is None:
+            if row.get("top1") is None:
                 lines.append(f"| {record['model']} | {row['candidate']} | — | — | — | {row['status']}: "
                              f"{row['reason'][:120]} |")
                 continue
-            lines.append(f"| {record['model']} | {row['candidate']} | {row['fp32_top1']:.4f} | {row['int8_top1']:.4f} "
+            lines.append(f"| {record['model']} | {row['candidate']} | {row['fp32_top1']:.4f} | {row['top1']:.4f} "
                          f"| {100 * row['top1_drop']:.2f} | {row['status']} |")
     return "\n".join(lines) + "\n"
 

@@ -146,7 +146,9 @@ def run_job(job_path: str, start: int = 0) -> int:
                           % (job["lite_arch"], platform.machine()))
     model_path = _materialize(job, run_dir, store)
     load_start = time.perf_counter()
-    runtime = portable.open_runtime(job["runtime"], model_path, job.get("threads"))
+    # The bundle's own hint, resolved here: bf16 only where this device's CPU computes it natively.
+    hint = portable.bundle_precision_hint({"artifact": {"precision_hint": job.get("precision_hint")}})
+    runtime = portable.open_runtime(job["runtime"], model_path, job.get("threads"), hint)
     load_seconds = time.perf_counter() - load_start
     images = [os.path.join(store, sha) if sha else None for sha in job["images"]]
     pp = job["preprocessing"]

@@ -71,7 +71,7 @@ _REQUIRED = [
     ("model", "num_classes", _is_count, "a positive integer"),
     ("target", "name", lambda v: isinstance(v, str) and bool(v), "a target name"),
     ("target", "runtime", lambda v: isinstance(v, str) and bool(v), "a runtime name"),
-    ("target", "precision", lambda v: isinstance(v, str) and bool(v), "fp32, fp16 or int8"),
+    ("target", "precision", lambda v: isinstance(v, str) and bool(v), "fp32, fp16, bf16 or int8"),
     ("artifact", "model_file", _is_inside, "a file name inside the bundle"),
     ("preprocessing", "resize_short", _is_count, "a positive integer"),
     ("preprocessing", "crop", _is_count, "a positive integer"),

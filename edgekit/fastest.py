@@ -6,6 +6,9 @@ cache, and all of them are benched in one interleaved run on the machine the bun
 is the fastest candidate whose accuracy holds:
 
 - an FP32 candidate matches the source (its build fails unless parity holds);
+- a bf16 candidate (a default one only where the CPU computes bf16 natively: AVX512_BF16, AMX) passed
+  bf16 parity, and with --calib its top-1 where it runs is within max_drop of the FP32 source's on
+  those images (nothing is calibrated for bf16, so every image is held out);
 - an INT8 candidate passed accuracy control: top-1 on held-out --calib images within the recipe's
   max_drop, and INT8 parity. A candidate whose build fails is rejected, and the reason recorded.
 
@@ -20,12 +23,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from edgekit import portable
 from edgekit.errors import EdgekitError
 
 FASTEST = "fastest"
 # The seed pages' route (Paddle Inference with oneDNN): every candidate's speed-up is against it.
 BASELINE = "paddle:fp32"
 DEFAULT_CANDIDATES = (BASELINE, "onnx:fp32", "openvino:fp32", "onnx:int8", "openvino:int8")
+# Added to the defaults where the CPU the bundle is for computes bf16 natively (emulated, it is slower than f32).
+BF16_CANDIDATE = "openvino:bf16"
 DEFAULT_INT8_RECIPE = "ptq-int8"
 # A winner less than this much faster than the runner-up is flagged as a close call.
 CLOSE_CALL = 0.05
@@ -63,8 +69,8 @@ class CandidateOutcome:
     # With peak=True: the share of this runtime's measured GEMM peak at this precision the model reaches.
     fraction_of_peak: float | None = None
     speedup_vs_baseline: float | None = None
-    fp32_top1: float | None = None  # INT8: on the held-out --calib images
-    int8_top1: float | None = None
+    fp32_top1: float | None = None  # INT8, bf16: on the held-out --calib images
+    top1: float | None = None  # the candidate's own, on those images
     top1_drop: float | None = None
     accuracy: str = ""  # what bounds the candidate's accuracy, in words
     bundle: Path | None = field(default=None, repr=False)
@@ -87,11 +93,21 @@ class FastestResult:
         return next(o for o in self.outcomes if o.status == "chosen")
 
 
-def parse_candidates(candidates: str | Sequence[str] | None) -> list[Candidate]:
-    """`TARGET:PRECISION` items (comma-separated or a list), checked against the targets."""
+def default_candidates(isa_flags) -> tuple[str, ...]:
+    """The candidates for a CPU with these ISA flags when none are named: bf16 only where it is native."""
+    if not set(portable.BF16_FLAGS) & set(isa_flags):
+        return DEFAULT_CANDIDATES
+    at = DEFAULT_CANDIDATES.index("openvino:fp32") + 1
+    return (*DEFAULT_CANDIDATES[:at], BF16_CANDIDATE, *DEFAULT_CANDIDATES[at:])
+
+
+def parse_candidates(candidates: str | Sequence[str] | None, isa_flags=()) -> list[Candidate]:
+    """`TARGET:PRECISION` items (comma-separated or a list), checked against the targets; None: the defaults
+    for a CPU with `isa_flags`."""
     from edgekit.targets import get_target
 
-    items = candidates.split(",") if isinstance(candidates, str) else list(candidates or DEFAULT_CANDIDATES)
+    items = candidates.split(",") if isinstance(candidates, str) else list(candidates or
+                                                                           default_candidates(isa_flags))
     parsed = []
     for item in (i.strip() for i in items if i.strip()):
         target, _, precision = item.partition(":")
@@ -132,7 +148,11 @@ def build_fastest(model: str, *, precision: str = "fp32", candidates: str | Sequ
     if precision != "fp32":
         raise EdgekitError(f"--target {FASTEST} chooses the precision itself; drop --precision {precision} "
                            "(name precisions with --candidates TARGET:PRECISION).")
-    chosen_candidates = parse_candidates(candidates)
+    named = parse_candidates(candidates) if candidates is not None else None
+    # The CPU decides the default candidates (bf16) and INT8's weight format; a device is probed only then.
+    cpu = (_bench_cpu(device, device_python, device_dir, ssh_options)
+           if named is None or any(c.precision == "int8" for c in named) else {})
+    chosen_candidates = named or parse_candidates(None, cpu.get("isa_flags", []))
     out_dir = Path(out) if out else Path("dist") / f"{model}-{FASTEST}"
     check_creatable(out_dir.parent, "--out", named=out_dir)
     if out_dir.exists() and not force:
@@ -150,8 +170,7 @@ def build_fastest(model: str, *, precision: str = "fp32", candidates: str | Sequ
         for c in wants_int8:
             outcomes[c] = _outcome(c, "skipped", "no --calib: INT8 needs labeled images to calibrate and to "
                                                  "measure its accuracy")
-    int8_options = (_device_int8_weights(device, device_python, device_dir, ssh_options, options)
-                    if wants_int8 and calib is not None else {})
+    int8_options = (_device_int8_weights(device, cpu, options) if wants_int8 and calib is not None else {})
     work = scratch_dir("edgekit-fastest")
     try:
         plans = _plans(model, [c for c in chosen_candidates if c not in outcomes], work, int8_recipe, int8_options,
@@ -165,6 +184,16 @@ def build_fastest(model: str, *, precision: str = "fp32", candidates: str | Sequ
                 built[candidate] = _build(plan, cache, lambda step, c=candidate: say(f"{c.label}: {step}"))
             except EdgekitError as exc:
                 outcomes[candidate] = _outcome(candidate, "rejected", f"build failed: {exc}")
+        checked = {}
+        for candidate in [c for c in built if c.precision == "bf16" and calib is not None]:
+            say(f"{candidate.label}: top-1 on --calib against the FP32 source")
+            checked[candidate] = _bf16_top1(built[candidate], calib, recipe_overrides, int8_recipe, max_drop,
+                                            dict(device=device, device_python=device_python, device_dir=device_dir,
+                                                 ssh_options=ssh_options))
+            if checked[candidate]["rejected"]:
+                outcomes[candidate] = _outcome(candidate, "rejected",
+                                               f"{checked[candidate]['accuracy']}: beyond the budget")
+                del built[candidate]
         if not built:
             raise EdgekitError(f"No candidate of {model} could be built: " + "; ".join(
                 f"{o.candidate}: {o.reason}" for o in outcomes.values()))
@@ -174,7 +203,8 @@ def build_fastest(model: str, *, precision: str = "fp32", candidates: str | Sequ
                        ssh_options=ssh_options, progress=say)
         records = {Path(r.bundle).name: r for r in report.records if r.batch == batch}
         for candidate, path in built.items():
-            outcomes[candidate] = _measured(candidate, path, read_manifest(path), records.get(path.name))
+            outcomes[candidate] = _measured(candidate, path, read_manifest(path), records.get(path.name),
+                                            checked.get(candidate))
         ordered = [outcomes[c] for c in chosen_candidates]
         winner = choose(ordered)
         selection = _selection_record(ordered, winner, report, batch, device, int8_recipe, max_drop)
@@ -225,21 +255,26 @@ def _int8_recipe(recipe) -> str | Path:
     return recipe
 
 
-def _device_int8_weights(device, python, work_dir, ssh_options, options) -> dict:
-    """On a device, INT8 weights for the device's CPU class (unless -o int8_weights says otherwise)."""
-    if device == "local" or (options or {}).get("int8_weights"):
-        return {}
+def _bench_cpu(device, python, work_dir, ssh_options) -> dict:
+    """The CPU the bundle is for (portable.device_info of this host, or of the device, probed once)."""
+    if device == "local":
+        return portable.device_info()
     from edgekit.bench.on_device import DeviceSession
-    from edgekit.compress.isa import cpu_class, int8_weights
 
     session = DeviceSession(device, python, work_dir, ssh_options)
     try:
-        info = session.probe("onnxruntime")
+        return session.probe("onnxruntime")
     finally:
         session.close()
-    if "isa_flags" not in info:
+
+
+def _device_int8_weights(device, cpu: dict, options) -> dict:
+    """On a device, INT8 weights for the device's CPU class (unless -o int8_weights says otherwise)."""
+    if device == "local" or (options or {}).get("int8_weights") or "isa_flags" not in cpu:
         return {}
-    return {"int8_weights": int8_weights(cpu_class(info.get("machine"), set(info["isa_flags"]), info.get("cpu")))}
+    from edgekit.compress.isa import cpu_class, int8_weights
+
+    return {"int8_weights": int8_weights(cpu_class(cpu.get("machine"), set(cpu["isa_flags"]), cpu.get("cpu")))}
 
 
 def _plans(model, candidates, work, int8_recipe, int8_options, *, options, **common) -> dict:
@@ -279,21 +314,46 @@ def _outcome(candidate: Candidate, status: str, reason: str) -> CandidateOutcome
     return CandidateOutcome(candidate.label, candidate.target, candidate.precision, status, reason)
 
 
-def _measured(candidate: Candidate, path: Path, manifest: dict, record) -> CandidateOutcome:
+def _bf16_top1(path: Path, calib, overrides, int8_recipe, max_drop, device: dict) -> dict:
+    """A bf16 candidate validated where it runs on up to the recipe's holdout_images --calib images, against
+    the FP32 Paddle source; rejected when its top-1 drops by more than max_drop."""
+    from edgekit.compress.recipes import get_recipe, with_overrides
+    from edgekit.validate import validate
+
+    quantize = next(p for p in with_overrides(get_recipe(int8_recipe), overrides or {}).passes
+                    if hasattr(p, "holdout_images"))
+    budget = quantize.max_drop if max_drop is None else max_drop
+    record = validate(path, calib, limit=quantize.holdout_images, record=False, **device).record
+    reference = record["reference"]
+    drop = round(reference["top1"] - record["metrics"]["top1"], 6)
+    accuracy = (f"bf16 top-1 drop {drop:+.4f} on {reference['images']} --calib images, computed in "
+                f"{record['runtime']['precision']} on {record['device']['kind']} "
+                f"({'no max_drop' if budget is None else f'max_drop {budget:g}'})")
+    return {"fp32_top1": reference["top1"], "top1": record["metrics"]["top1"], "top1_drop": drop,
+            "accuracy": accuracy, "rejected": budget is not None and drop > budget}
+
+
+def _measured(candidate: Candidate, path: Path, manifest: dict, record, checked: dict | None = None
+              ) -> CandidateOutcome:
     outcome = _outcome(candidate, "measured", "")
     outcome.bundle = path
     quant = (manifest.get("compression") or {}).get("quantization")
-    if quant:
-        outcome.fp32_top1, outcome.int8_top1 = quant["fp32_top1"], quant["int8_top1"]
+    if checked:
+        outcome.fp32_top1, outcome.top1, outcome.top1_drop = checked["fp32_top1"], checked["top1"], checked["top1_drop"]
+        outcome.accuracy = checked["accuracy"]
+    elif quant:
+        outcome.fp32_top1, outcome.top1 = quant["fp32_top1"], quant["int8_top1"]
         outcome.top1_drop = quant["drop"]
         budget = f"max_drop {quant['max_drop']:g}" if quant.get("max_drop") is not None else "no max_drop"
         outcome.accuracy = (f"INT8 top-1 drop {quant['drop']:+.4f} on {quant['holdout_images']} held-out images "
                             f"({budget})")
     else:
         parity = manifest["parity"]
-        outcome.accuracy = (f"matches the source (parity on {parity.get('compared', len(parity.get('images', [])))} "
-                            f"photos, cosine {parity['min_cosine']:.6f})" if parity.get("measured")
-                            else f"parity not measured: {parity.get('reason', '')}")
+        within = "" if candidate.precision == "fp32" else f" within the {candidate.precision} tolerance"
+        outcome.accuracy = (f"matches the source{within} (parity on "
+                            f"{parity.get('compared', len(parity.get('images', [])))} photos in "
+                            f"{parity.get('runtime_precision')}, cosine {parity['min_cosine']:.6f})"
+                            if parity.get("measured") else f"parity not measured: {parity.get('reason', '')}")
     if record is None:
         outcome.status, outcome.reason = "rejected", "the bench returned no record for it"
         return outcome
@@ -314,16 +374,16 @@ def _selection_record(outcomes, winner, report, batch, device, int8_recipe, max_
             "max_drop": max_drop, "bench": report.config, "peaks": report.peaks,
             "physical_peak": report.physical_peak, "warnings": list(report.warnings),
             "candidates": [o.to_dict() for o in outcomes],
-            "not_candidates": _not_candidates(host)}
+            "not_candidates": _not_candidates(host, [o.candidate for o in outcomes])}
 
 
-def _not_candidates(host: dict) -> list[str]:
+def _not_candidates(host: dict, candidates: list[str]) -> list[str]:
     """What a user might expect among the candidates and why it is not there."""
     notes = ["arm-lite: its .nb runs on ARM CPUs, not on this host (bench an arm-lite bundle with --device)",
              "x86-lite: not a default candidate (Paddle Lite's x86 build is how edgekit checks .nb files on x86); "
              "add it with --candidates"]
-    if not host.get("has_bf16"):
-        notes.append("bf16: this CPU has no native bf16 (avx512_bf16 / amx_bf16), so OpenVINO would emulate it")
-    else:
-        notes.append("bf16: not built as a candidate yet (bench an openvino bundle with --precision-hint bf16)")
+    if BF16_CANDIDATE not in candidates:
+        notes.append(f"{BF16_CANDIDATE}: " + ("not among the named --candidates" if host.get("has_bf16") else
+                                              "this CPU has no native bf16 (avx512_bf16 / amx_bf16): OpenVINO would "
+                                              "compute it in f32, or emulate it, slower than f32"))
     return notes

@@ -32,6 +32,7 @@ LITE_ARCH_MACHINES = {
 # CPU flags that decide which INT8 / BF16 kernels runtimes pick (reported with every device).
 ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
              "asimd", "fphp", "asimddp", "i8mm", "sve")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16 dot products
 
 
 class PortableError(Exception):
@@ -44,15 +45,12 @@ class Runtime:
     """An opened model: `runtime(batch) -> output 0` for a float32 NCHW batch."""
 
     def __init__(self, name, call, version, precision, threads_applied, input_name="", native=None):
-        self.name = name
+        self.name, self._call, self.version, self.input_name = name, call, version, input_name
         # The runtime's own object (session, infer request, predictor): for measuring edgekit's overhead.
         self.native = native
-        self._call = call
-        self.version = version
         # What the runtime computes in ("as stored": the model file's own precision).
         self.precision = precision
         self.threads_applied = threads_applied
-        self.input_name = input_name
 
     def __call__(self, batch):
         return self._call(batch)
@@ -145,14 +143,22 @@ RUNTIMES = {
 
 
 def open_runtime(runtime, model_path, threads=None, precision_hint=OPENVINO_PRECISION_HINT):
-    """Open `model_path` with `runtime` (a RUNTIMES name) on this machine's CPU.
-
-    `threads` None leaves the runtime's default; `precision_hint` applies to
-    OpenVINO only ("f32", "bf16", or None for OpenVINO's own choice).
-    """
+    """Open `model_path` with `runtime` (a RUNTIMES name) on this machine's CPU. `threads` None leaves the
+    runtime's default; `precision_hint` is OpenVINO's ("f32", "bf16", None: OpenVINO's own choice)."""
     if runtime not in RUNTIMES:
         raise PortableError("unknown runtime %r (known: %s)" % (runtime, ", ".join(RUNTIMES)))
     return RUNTIMES[runtime][2](model_path, threads, precision_hint)
+
+
+def bundle_precision_hint(manifest, asked=None, flags=None):
+    """The precision hint a bundle opens with: `asked` ("default": None, OpenVINO's own choice), else the one it
+    was built with (artifact.precision_hint), bf16 only where the CPU (`flags`, default this one's) computes it
+    natively: emulated bf16 is slower than f32."""
+    if asked:
+        return None if asked == "default" else asked
+    hint = (manifest.get("artifact") or {}).get("precision_hint") or OPENVINO_PRECISION_HINT
+    native = set(BF16_FLAGS) & set(cpu_flags() if flags is None else flags)
+    return hint if hint != "bf16" or native else OPENVINO_PRECISION_HINT
 
 
 def runtime_version(runtime):
@@ -193,7 +199,7 @@ def cpu_model():
 
 def _android_model():
     getprop = shutil.which("getprop")
-    if not getprop:
+    if not getprop:  # not Android
         return None
     try:
         out = subprocess.run([getprop, "ro.product.model"], capture_output=True, text=True, timeout=5).stdout
@@ -275,11 +281,8 @@ def decode(path):
 
 
 def preprocess(image_rgb, pp):
-    """PaddleClas eval transforms from a manifest's `preprocessing` dict -> CHW float32.
-
-    Resize the short side (PaddleClas rounds the new sides), center crop,
-    channel order, scale, normalise.
-    """
+    """PaddleClas eval transforms from a manifest's `preprocessing` dict -> CHW float32: resize the short side
+    (PaddleClas rounds the new sides), center crop, channel order, scale, normalise."""
     import cv2
     import numpy as np
 
@@ -301,15 +304,11 @@ def preprocess(image_rgb, pp):
 
 
 def preprocess_batch(images, pp):
-    import numpy as np
-
-    return np.stack([preprocess(image, pp) for image in images])
+    return __import__("numpy").stack([preprocess(image, pp) for image in images])
 
 
 def softmax(logits):
-    import numpy as np
-
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    e = __import__("numpy").exp(logits - logits.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
@@ -371,7 +370,7 @@ def evaluate(count, prepare, infer, batch_size, workers, on_batch, start=0):
     return stats
 
 
-def default_workers():
+def default_workers():  # decoding threads
     return min(4, os.cpu_count() or 1)
 
 

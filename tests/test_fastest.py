@@ -9,6 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from edgekit.bench.host import host_info
 from edgekit.fastest import CandidateOutcome, choose
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.cli import app
@@ -46,6 +47,22 @@ def test_keeps_the_fastest_candidate_within_the_budget(digits_model, tmp_path):
     assert rows["onnx:fp32"]["accuracy"].startswith("matches the source")
     assert selection["cpu"] and selection["batch"] == 1
     assert "chosen" in result.output and "vs Paddle Inference" in result.output
+
+
+def test_a_bf16_candidate_is_held_to_the_budget_on_the_calib_images(digits_model, tmp_path):
+    """Named, bf16 builds on any CPU; where the CPU computes bf16 natively it runs in bf16, elsewhere in f32."""
+    out = tmp_path / "fast"
+    result = _fastest(digits_model, out, "--candidates", "openvino:fp32,openvino:bf16")
+    assert result.exit_code == 0, result.output
+    rows = {row["candidate"]: row for row in read_manifest(out)["selection"]["candidates"]}
+    bf16 = rows["openvino:bf16"]
+    assert bf16["status"] in ("chosen", "slower") and bf16["median_ms"] > 0
+    assert bf16["runtime_precision"] == ("bf16" if host_info().has_bf16 else "f32")
+    # Validated on the --calib images (400: all held out, nothing is calibrated) against the FP32 source.
+    assert bf16["accuracy"].startswith("bf16 top-1 drop") and "on 400 --calib images" in bf16["accuracy"]
+    assert bf16["fp32_top1"] > 0.5 and bf16["top1_drop"] <= 0.01
+    assert bf16["top1_drop"] == pytest.approx(bf16["fp32_top1"] - bf16["top1"], abs=1e-6)
+    assert rows["openvino:fp32"]["top1_drop"] is None
 
 
 def _outcome(name: str, ms: float | None, status: str = "measured") -> CandidateOutcome:
@@ -105,3 +122,11 @@ def test_selection_record_is_json(digits_model, tmp_path):
     rows = {row["candidate"]: row for row in manifest["selection"]["candidates"]}
     assert rows["onnx:int8"]["status"] == "skipped" and "--calib" in rows["onnx:int8"]["reason"]
     assert sum(row["status"] == "chosen" for row in rows.values()) == 1
+    # bf16 is a default candidate only where this CPU computes it natively; the record says why not elsewhere.
+    if host_info().has_bf16:
+        assert rows["openvino:bf16"]["runtime_precision"] == "bf16"
+        assert "within the bf16 tolerance" in rows["openvino:bf16"]["accuracy"]
+    else:
+        assert "openvino:bf16" not in rows
+        assert any(n.startswith("openvino:bf16: this CPU has no native bf16")
+                   for n in manifest["selection"]["not_candidates"])

@@ -96,7 +96,7 @@ def test_recipe_files(tmp_path, data):
     path.write_bytes(data)
     recipe = _parses_or_names(lambda: get_recipe(path), str(path))
     if recipe is not None:
-        assert recipe.precision in ("fp32", "fp16", "int8")
+        assert recipe.precision in ("fp32", "fp16", "bf16", "int8")
 
 
 @FUZZ

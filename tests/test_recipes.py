@@ -13,7 +13,7 @@ from edgekit.compress.recipes import get_recipe, list_recipes, with_overrides
 from edgekit.errors import EdgekitError
 
 runner = CliRunner()
-REQUIRED = {"fp32", "fp16", "ptq-int8", "qat-int8", "distill", "distill+ptq-int8"}
+REQUIRED = {"fp32", "fp16", "bf16", "ptq-int8", "qat-int8", "distill", "distill+ptq-int8"}
 
 
 def write(path: Path, text: str) -> Path:

@@ -22,7 +22,7 @@ from edgekit.targets import adapter_for, list_targets
 
 TARGETS = {t.name: t for t in list_targets()}
 RECIPES = {r.name: r for r in list_recipes()}
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,9 @@ def test_every_recipe_loads_and_goes_into_a_manifest(name):
 def test_every_recipe_is_planned_or_refused_with_its_reason(name, calib_list, tmp_path):
     recipe = RECIPES[name]
     out = tmp_path / "x"
-    if not recipe.needs_data:
-        plan = plan_build("ResNet18", "onnx", recipe=name, out=out, num_classes=10, input_size=32)
+    if not recipe.needs_data:  # bf16 is OpenVINO's alone
+        target = next(t for t in ("onnx", "openvino") if recipe.precision in TARGETS[t].precisions)
+        plan = plan_build("ResNet18", target, recipe=name, out=out, num_classes=10, input_size=32)
         assert plan.precision == recipe.precision and plan.compression is None
         return
     with pytest.raises(EdgekitError, match="needs labeled images.*--calib"):

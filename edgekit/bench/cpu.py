@@ -16,7 +16,6 @@ from edgekit.bench.host import HostInfo, host_info, usable_cpus
 from edgekit.bench.records import BenchReport, Chunk, CpuRecord
 from edgekit.bench.stats import UNSTABLE_CV, LatencyStats, images_per_second
 from edgekit.bench.subjects import Subject, open_subject
-from edgekit import portable
 from edgekit.errors import EdgekitError
 
 Progress = Callable[[str], None]
@@ -38,8 +37,8 @@ class CpuBenchConfig:
     # Pause between two bundles' chunks: runtimes' worker threads keep spinning after a call
     # (Intel OpenMP in Paddle for 200 ms by default) and would steal cores from the next bundle.
     settle_s: float = 0.2
-    # OpenVINO only, as given: None (not given) is f32, as everywhere edgekit runs a bundle; "default"
-    # leaves OpenVINO's own choice (bf16 on CPUs that have it).
+    # OpenVINO only, as given: None (not given) is the bundle's own (f32; bf16 bundles: bf16 on CPUs that
+    # compute it natively), as everywhere edgekit runs a bundle; "default" leaves OpenVINO's own choice.
     precision_hint: str | None = None
     end_to_end: bool = False
     peak: bool = False
@@ -76,14 +75,9 @@ class CpuBenchConfig:
                               precision_hint=self.precision_hint, end_to_end=self.end_to_end, peak=self.peak,
                               device=self.device)
 
-    def runtime_hint(self) -> str | None:
-        """What OpenVINO is asked for: the given hint, f32 when none was given, None for "default"."""
-        if self.precision_hint is None:
-            return portable.OPENVINO_PRECISION_HINT
-        return None if self.precision_hint == "default" else self.precision_hint
-
     def to_dict(self) -> dict:
-        return {**asdict(self), "batches": list(self.batches), "openvino_precision_hint": self.runtime_hint()}
+        return {**asdict(self), "batches": list(self.batches),
+                "openvino_precision_hint": self.precision_hint or "the bundle's own (artifact.precision_hint)"}
 
 
 def parse_batches(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -195,11 +189,11 @@ def run_cpu_bench(bundles: Sequence[str], config: CpuBenchConfig, labels: Sequen
                 progress(f"loading {label}")
             if session:
                 subjects.append(session.open_subject(path, label, threads=config.threads, warmup=config.warmup,
-                                                     precision_hint=config.runtime_hint(),
+                                                     precision_hint=config.precision_hint,
                                                      end_to_end=config.end_to_end))
             else:
                 subjects.append(open_subject(path, label, threads=config.threads or usable_cpus(),
-                                             precision_hint=config.runtime_hint(), end_to_end=config.end_to_end))
+                                             precision_hint=config.precision_hint, end_to_end=config.end_to_end))
         host = session.host_info() if session else host_info()
         config = replace(config, threads=config.threads or host.cpus_usable)
         flops = _flops(subjects, progress)
@@ -364,4 +358,8 @@ def _warnings(records: list[CpuRecord], subjects: Sequence[Subject], config: Cpu
         if s.runtime_precision == "bf16" and host.isa_flags and not host.has_bf16:
             warnings.append(f"{s.label}: bf16 was forced on a CPU without native bf16 ({host.cpu_model}); OpenVINO "
                             "emulates it, which is far slower than f32.")
+        if s.manifest["target"]["precision"] == "bf16" and s.runtime_precision != "bf16":
+            warnings.append(f"{s.label}: a bf16 bundle, computed in {s.runtime_precision} here: this CPU "
+                            f"({host.cpu_model}) has no native bf16 (avx512_bf16 / amx_bf16), and emulated bf16 "
+                            "is slower than f32. Its bf16 speed shows only on such a CPU.")
     return warnings

@@ -18,7 +18,7 @@ class HostInfo:
 
     @property
     def has_bf16(self) -> bool:
-        return "avx512_bf16" in self.isa_flags or "amx_bf16" in self.isa_flags
+        return any(flag in self.isa_flags for flag in portable.BF16_FLAGS)
 
     @property
     def busy(self) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import children
+from edgekit import children, portable
 from edgekit.bench.host import HostInfo
 from edgekit.bench.subjects import ServedSubject, Subject, actual_precision, input_batch, open_bundle
 from edgekit.errors import EdgekitError
@@ -137,7 +137,8 @@ class DeviceSession:
                                f"CPU ({device['cpu']}); bench it on a device with that instruction set.")
         threads = threads or int(device.get("cores") or 1)
         model = self.push_bundle(root, manifest)
-        hint = precision_hint or "-"
+        # The bundle's own hint unless one was asked for, for this device's CPU ("-": OpenVINO's choice).
+        hint = portable.bundle_precision_hint(manifest, precision_hint, device.get("isa_flags", [])) or "-"
         index = self._bundles
 
         def put_input(batch: int, array: np.ndarray) -> str:

@@ -31,6 +31,7 @@ def build_manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, pa
     """`io` is the (input, output) names of the program the artifact was converted from."""
     card = plan.card
     head = plan.source.head if plan.source else None
+    hint = plan.adapter.precision_hint_for(plan.precision)
     size = plan.preprocessing.crop
     return {
         "schema": SCHEMA_VERSION,
@@ -45,7 +46,8 @@ def build_manifest(plan: BuildPlan, model_file: str, weights_sha: str | None, pa
                    **plan.adapter.manifest_extras(plan.options)},
         "recipe": plan.recipe.to_manifest() if plan.recipe else {"name": plan.precision, "passes": []},
         "compression": compression or None,
-        "artifact": {"model_file": model_file},
+        # precision_hint: what the runtime is asked to compute in (OpenVINO; bf16 only where the CPU has it).
+        "artifact": {"model_file": model_file, **({"precision_hint": hint} if hint else {})},
         "input": {"name": io[0], "shape": [-1, 3, size, size], "layout": "NCHW", "dtype": "float32"},
         # PaddleClas's export may end the network in a softmax (or, multi-label, a sigmoid): then the
         # outputs are probabilities already and nothing applies a softmax again.

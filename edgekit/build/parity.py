@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit import portable
 from edgekit.build.steps import Steps
 from edgekit.errors import EdgekitError
 from edgekit.targets import RuntimeAdapter
@@ -78,7 +79,9 @@ def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Pat
             runner.close()
         runtime_precision, emulated = "as stored", {"emulated": True, "runner": runner.what}
     else:
-        runtime = adapter.open(model_file)
+        # As the bundle will open: a bf16 artifact computes in bf16 where this CPU has it natively, else in f32.
+        built_with = {"artifact": {"precision_hint": adapter.precision_hint_for(plan.precision)}}
+        runtime = adapter.open(model_file, precision_hint=portable.bundle_precision_hint(built_with))
         candidate = runtime(batch)
         runtime_precision, emulated = runtime.precision, {}
     metrics = compare_logits(reference, candidate)
@@ -89,6 +92,9 @@ def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Pat
               "runtime_precision": runtime_precision, **emulated, "images": names, "compared": int(len(batch)),
               **metrics,
               "tolerance": tolerance.model_dump(), "passed": not failures}
+    if plan.precision == "bf16" and runtime_precision != "bf16":
+        record["note"] = (f"this build host computed the bf16 artifact in {runtime_precision} (no native bf16): "
+                          "validate it on a CPU with AVX512_BF16 or AMX to check its bf16 numbers")
     if failures:
         raise EdgekitError(f"Parity check failed for {plan.model} -> {target.name} ({plan.precision}): "
                            f"{'; '.join(failures)} on {len(batch)} images ({', '.join(names)[:80]}). The exported "

@@ -30,8 +30,8 @@ from edgekit.compress.passes import PASS_PARAMS, DistillParams, PassParams
 from edgekit.errors import EdgekitError, suggest
 from edgekit.userfiles import read_yaml
 
-Precision = Literal["fp32", "fp16", "int8"]
-_TOP_LEVEL_KEYS = {"name": "a string", "description": "a string", "precision": "fp32, fp16 or int8",
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+_TOP_LEVEL_KEYS = {"name": "a string", "description": "a string", "precision": "fp32, fp16, bf16 or int8",
                    "passes": "a list of passes"}
 
 
@@ -181,7 +181,7 @@ def get_recipe(name_or_path: str | Path) -> Recipe:
 
 
 def recipe_for_precision(precision: str) -> Recipe:
-    """The recipe a plain `--precision` build means (fp32 / fp16)."""
+    """The recipe a plain `--precision` build means (fp32 / fp16 / bf16)."""
     return _builtin()[precision] if precision in _builtin() else get_recipe(precision)
 
 

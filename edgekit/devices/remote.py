@@ -218,7 +218,8 @@ class RemoteDevice:
         job_spec = {"protocol": agent.PROTOCOL, "runtime": runtime, "store": self.store,
                     "model_file": job.manifest["artifact"]["model_file"], "model_files": model_files,
                     "preprocessing": job.manifest["preprocessing"], "batch": job.batch, "threads": job.threads,
-                    "workers": job.workers, "images": images, "lite_arch": lite_arch}
+                    "workers": job.workers, "images": images, "lite_arch": lite_arch,
+                    "precision_hint": job.manifest["artifact"].get("precision_hint")}
         notes: list[str] = []
         try:
             self._write(f"{run_dir}/job.json", json.dumps(job_spec).encode(), mkdir=True)

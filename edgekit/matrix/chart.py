@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+MARKERS = {"fp32": "o", "fp16": "s", "bf16": "v", "int8": "^"}
 
 
 @dataclass(frozen=True)

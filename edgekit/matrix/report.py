@@ -45,7 +45,7 @@ class Section:
         return "\n".join(parts)
 
 
-PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
+PRECISION_ORDER = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}
 COLUMNS = ("model", "target", "recipe", "precision", "size MB", "top-1", "top-5", "agree w/ FP32", "median ms",
            "p90 ms", "images/s", "vs FP32", "computes in", "build", "note")
 

@@ -127,6 +127,11 @@ class RuntimeAdapter:
         and whether that is the bundled artifact itself."""
         return copy_artifact(model_file, conv.bundle), f"the bundled artifact ({self.runtime})", True
 
+    def precision_hint_for(self, precision: str) -> str | None:
+        """The compute precision a bundle of `precision` asks its runtime for, recorded as
+        artifact.precision_hint (None: the runtime computes as stored and takes no hint)."""
+        return None
+
     def manifest_extras(self, options: dict) -> dict:
         """Runtime-specific facts the bundle's manifest records (default: none)."""
         return {}

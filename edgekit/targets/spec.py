@@ -43,7 +43,7 @@ class Target(BaseModel):
     description: str
     format: str
     runtime: Literal["onnxruntime", "openvino", "paddle-inference", "paddle-lite"]
-    precisions: list[Literal["fp32", "fp16", "int8"]]
+    precisions: list[Literal["fp32", "fp16", "bf16", "int8"]]
     runs_on_host: bool
     app: Literal["python", "cpp"]
     options: dict[str, OptionSpec] = Field(default_factory=dict)
@@ -72,8 +72,10 @@ class Target(BaseModel):
 
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:
+            others = sorted(name for name, t in _load_all().items() if precision in t.precisions)
+            elsewhere = f" ({precision} is built for: {', '.join(others)})" if others else ""
             raise EdgekitError(f"Target {self.name!r} does not support precision {precision!r}: "
-                               f"it supports {', '.join(self.precisions)}.")
+                               f"it supports {', '.join(self.precisions)}{elsewhere}.")
 
 
 @lru_cache(maxsize=None)
