@@ -80,6 +80,7 @@ def test_bf16_validates_within_its_tolerance_of_f32_everywhere_it_opens(bf16_bun
     local = api.validate(bundle, digits.val_list, batch=16)
     record = local.record
     assert local.ok and record["runtime"]["name"] == "openvino" and record["runtime"]["precision"] == "bf16"
+    assert not [note for note in record["notes"] if "bf16" in note], record["notes"]
     reference = record["reference"]  # the Paddle source in f32, on all 450 held-out digits
     assert reference["kind"] == "paddle-source" and reference["images"] == 450
     # This least-squares head is ill-conditioned: one digit's near-zero logits lose their direction in bf16
@@ -94,6 +95,20 @@ def test_bf16_validates_within_its_tolerance_of_f32_everywhere_it_opens(bf16_bun
     remote = api.validate(bundle, digits.val_list, batch=16, use_reference=False, record=False,
                           **ssh_kwargs(sshd, device_python))
     assert summary(remote) == summary(local) and remote.record["runtime"]["precision"] == "bf16"
+
+
+@pytest.mark.skipif(NATIVE_BF16, reason="this CPU computes bf16 natively; the f32 fallback is for CPUs without it")
+def test_without_native_bf16_it_runs_in_f32_and_every_report_says_so(bf16_bundle, openvino_bundle, digits,  # noqa: F811
+                                                                     tmp_path):
+    bundle = copy_bundle(bf16_bundle, tmp_path)
+    record = api.validate(bundle, digits.val_list, batch=16, limit=40, use_reference=False, record=False).record
+    assert record["runtime"]["precision"] == "f32"
+    assert any("a bf16 bundle, computed in f32 here" in note for note in record["notes"]), record["notes"]
+    f32 = api.validate(openvino_bundle, digits.val_list, batch=16, limit=40, use_reference=False, record=False)
+    assert record["metrics"]["logits_sha256"] == f32.record["metrics"]["logits_sha256"]  # the same f32 model
+    report = api.bench([bundle], iterations=4, rounds=2, warmup=1)
+    assert report.records[0].runtime_precision == "f32"
+    assert any("a bf16 bundle, computed in f32" in w for w in report.warnings), report.warnings
 
 
 @needs_native_bf16

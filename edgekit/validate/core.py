@@ -283,7 +283,8 @@ def run_validation(plan: ValidationPlan, progress: Progress | None = None) -> Va
         "passed": passed,
         "complete": not run.partial,
         "partial_reason": run.partial_reason,
-        "notes": plan.notes + run.notes + _cpu_class_notes(plan.manifest, run.device),
+        "notes": plan.notes + run.notes + _cpu_class_notes(plan.manifest, run.device)
+        + _bf16_notes(plan.manifest, run.runtime),
     }
     report = ValidationReport(record, plan.bundle)
     if plan.record:
@@ -307,3 +308,11 @@ def _cpu_class_notes(manifest: dict, device: dict) -> list[str]:
     return [f"INT8 made for CPU class {built} (weights {settings.get('weights')}; {settings.get('chosen_by')}), "
             f"validated on class {here}: INT8 kernels differ between the two, so accuracy here can differ from "
             "the build's. For onnx bundles, build with -o int8_weights=... for this class if it matters."]
+
+
+def _bf16_notes(manifest: dict, runtime: dict) -> list[str]:
+    """A bf16 bundle that ran in f32 (no native bf16 on that CPU) says so: these are not its bf16 numbers."""
+    if manifest["target"]["precision"] != "bf16" or (runtime or {}).get("precision") in (None, "bf16"):
+        return []
+    return [f"a bf16 bundle, computed in {runtime['precision']} here: this CPU has no native bf16 (avx512_bf16 / "
+            "amx_bf16), so these are its f32 numbers; validate on such a CPU for its bf16 ones."]
