@@ -24,7 +24,7 @@ import numpy as np
 from edgekit import children
 from edgekit.bundle import read_manifest, verify_files
 from edgekit.errors import EdgekitError
-from edgekit.portable import bundle_precision_hint, timed_loop
+from edgekit.portable import timed_loop
 from edgekit.preprocessing import Preprocessing
 from edgekit.scratch import scratch_dir
 from edgekit.targets import adapter_of
@@ -105,8 +105,7 @@ class InProcessSubject(Subject):
         self.end_to_end = end_to_end
         self.notes = []
         # precision_hint as asked (None: the bundle's own; "default": OpenVINO's); the record says what ran.
-        self.backend = adapter_of(manifest).open(root / manifest["artifact"]["model_file"], threads=threads,
-                                                 precision_hint=bundle_precision_hint(manifest, precision_hint))
+        self.backend = adapter_of(manifest).open_bundle(root, manifest, threads, precision_hint)
         self.runtime_version = str(self.backend.version)
         self.runtime_precision = actual_precision(manifest, self.backend.precision, self.notes)
         self._call = None

@@ -67,9 +67,7 @@ class LocalDevice:
         self.timeout = timeout
 
     def run(self, job: DeviceJob, progress: Progress = no_progress) -> DeviceRun:
-        options = {"threads": job.threads} if job.threads else {}
-        backend = adapter_of(job.manifest).open(job.model_file, precision_hint=portable.bundle_precision_hint(
-            job.manifest), **options)
+        backend = adapter_of(job.manifest).open_bundle(job.bundle, job.manifest, job.threads or None)
         return run_here(job, backend, progress, self.timeout,
                         device={"kind": "local", "address": "local", **portable.device_info()},
                         runtime={"name": job.runtime, "version": backend.version, "precision": backend.precision})

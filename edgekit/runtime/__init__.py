@@ -78,8 +78,7 @@ def load(bundle_dir: str | Path, verify: bool = True, **backend_options) -> Clas
     model_file = root / manifest["artifact"]["model_file"]
     if not model_file.is_file():
         raise EdgekitError(f"Bundle {root} names model file {model_file.name}, which is missing.")
-    backend_options.setdefault("precision_hint", portable.bundle_precision_hint(manifest))
-    backend = adapter_of(manifest).open(model_file, **backend_options)
+    backend = adapter_of(manifest).open_bundle(root, manifest, **backend_options)
     return Classifier(root, manifest, backend)
 
 

@@ -73,6 +73,13 @@ class RuntimeAdapter:
             raise EdgekitError(f"This bundle needs the {self.runtime} runtime, which does not import here ({exc}): "
                                f"`{install}`.") from None
 
+    def open_bundle(self, root: Path, manifest: dict, threads: int | None = None,
+                    precision_hint: str | None = None) -> portable.Runtime:
+        """A bundle's model opened on this host, computing in the precision it was built for (bf16 bundles: bf16
+        where this CPU has it natively) unless `precision_hint` asks otherwise ("default": the runtime's own)."""
+        return self.open(root / manifest["artifact"]["model_file"], threads,
+                         portable.bundle_precision_hint(manifest, precision_hint))
+
     def open_for_many(self, model_file: Path) -> Callable[[Any], Any]:
         """The model opened for many images at once (accuracy control, parity): `run(images) -> outputs`,
         batching inside. Default: the usual opener, batches of BULK_BATCH one after the other."""
