@@ -66,7 +66,7 @@ class CandidateOutcome:
     median_ms: float | None = None
     p90_ms: float | None = None
     throughput_ips: float | None = None
-    # With peak=True: the share of this runtime's measured GEMM peak at this precision the model reaches.
+    # With peak=True: the share of this runtime's measured compute peak at this precision the model reaches.
     fraction_of_peak: float | None = None
     speedup_vs_baseline: float | None = None
     fp32_top1: float | None = None  # INT8, bf16: on the held-out --calib images

@@ -126,24 +126,29 @@ def test_bundles_are_interleaved_round_by_round_and_compared(bundle):
     for ratio in report.ratios:
         expected = by_key[(labels[1], ratio["batch"])].latency.median_ms / by_key[(labels[0], ratio["batch"])].latency.median_ms
         assert ratio["latency_ratio"] == pytest.approx(expected, rel=1e-3)
-    # --peak: a measured GEMM peak per (runtime, precision), and each record's share of it.
+    # --peak: a measured compute peak per (runtime, precision), the faster of a MatMul and a convolution
+    # chain, and each record's share of it.
     assert {(p["runtime"], p["precision"]) for p in report.peaks} == {("onnxruntime", "f32"), ("openvino", "f32")}
     for r in report.records:
-        assert r.peak_gflops > 0 and r.peak_source.startswith("1024x1024x1024 MatMul in " + r.runtime)
+        assert r.peak_gflops > 0 and (r.peak_source.startswith("1024x1024x1024 MatMul in " + r.runtime) or
+                                      r.peak_source.startswith("8 x 3x3 256->256 at 28x28 convolution chain in "
+                                                               + r.runtime)), r.peak_source
         assert r.to_dict()["fraction_of_peak"] == pytest.approx(r.achieved_gflops / r.peak_gflops, rel=1e-2)
 
 
 # ---------------------------------------------------------------- INT8 GEMM peak and the physical peak
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
-def test_int8_gemm_peak_is_measured_in_integer_kernels(runtime):
+@pytest.mark.parametrize("conv", [False, True], ids=["matmul", "conv-chain"])
+def test_int8_peaks_are_measured_in_integer_kernels(runtime, conv):
     from edgekit.bench.peak import measure_peak
 
-    peak = measure_peak(runtime, "int8", threads=2, seconds=0.05, n=256)
-    assert peak.gflops > 0 and peak.unit == "GOP/s" and peak.gemm == "256x256x256"
-    # The runtime's own account of what ran the MatMul: an integer kernel, or this is no INT8 peak.
+    peak = measure_peak(runtime, "int8", threads=2, seconds=0.05, n=256, conv=conv)
+    assert peak.gflops > 0 and peak.unit == "GOP/s"
+    assert peak.gemm == ("8 x 3x3 256->256 at 28x28" if conv else "256x256x256")
+    # The runtime's own account of what ran the MatMul / convolutions: an integer kernel, or this is no INT8 peak.
     assert peak.integer_kernel is True, peak.kernel
-    assert ("QLinearMatMul" in peak.kernel if runtime == "onnxruntime" else
+    assert (("QLinearConv" if conv else "QLinearMatMul") in peak.kernel if runtime == "onnxruntime" else
             "runtimePrecision u8" in peak.kernel or "runtimePrecision i8" in peak.kernel)
     assert peak.to_dict()["unit"] == "GOP/s" and not peak.note
 
@@ -177,7 +182,7 @@ def test_int8_records_get_their_share_of_the_int8_peak(bundle):
     record = by_label[int8.name]
     assert record.bundle_precision == "int8" and record.runtime_precision == "int8"
     assert record.ops_unit == "GOP/s" and by_label[fp32.name].ops_unit == "GFLOP/s"
-    assert record.peak_source.startswith("1024x1024x1024 MatMul in onnxruntime int8")
+    assert f" in onnxruntime int8, {record.threads} threads" in record.peak_source, record.peak_source
     # The same 2 x multiply-adds count as FP32, against the INT8 GEMM of the same runtime.
     assert record.achieved_gflops == pytest.approx(by_label[fp32.name].achieved_gflops
                                                    * record.throughput_ips / by_label[fp32.name].throughput_ips)

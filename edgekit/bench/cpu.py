@@ -230,15 +230,15 @@ def _flops(subjects: Sequence[Subject], progress: Progress | None) -> dict[str, 
 
 
 def _peaks(subjects: Sequence[Subject], config: CpuBenchConfig, progress: Progress | None) -> dict:
-    from edgekit.bench.peak import measure_peak, peak_runtime
+    from edgekit.bench.peak import best_peak, peak_runtime
 
     peaks = {}
     for s in subjects:
         key = (peak_runtime(s.runtime), s.runtime_precision)
         if key not in peaks:
             if progress:
-                progress(f"measuring the GEMM peak of {s.runtime} {s.runtime_precision}")
-            peaks[key] = measure_peak(s.runtime, s.runtime_precision, config.threads)
+                progress(f"measuring the compute peak of {s.runtime} {s.runtime_precision}")
+            peaks[key] = best_peak(s.runtime, s.runtime_precision, config.threads)
     return peaks
 
 
@@ -330,7 +330,7 @@ def _warnings(records: list[CpuRecord], subjects: Sequence[Subject], config: Cpu
     warnings = []
     over = [k for k, v in ((physical or {}).get("measured_fractions") or {}).items() if v > 1.0]
     if over:
-        warnings.append(f"the measured {', '.join(over)} GEMM peak is above the physical FP32 peak "
+        warnings.append(f"the measured {', '.join(over)} compute peak is above the physical FP32 peak "
                         f"({physical['formula']}): an assumption there is wrong (turbo above the stated clock, "
                         "more FMA pipes, or more cores than the topology shows).")
     if host.busy:

@@ -34,7 +34,7 @@ class CpuRecord:
     flops_g_per_image: float | None = None
     flops_source: str | None = None
     achieved_gflops: float | None = None  # int8: G integer ops/s, the same 2 x multiply-adds count
-    peak_gflops: float | None = None  # the GEMM peak of this runtime at this precision (int8: GOP/s)
+    peak_gflops: float | None = None  # the compute peak of this runtime at this precision (int8: GOP/s)
     peak_source: str | None = None
     notes: list[str] = field(default_factory=list)
 

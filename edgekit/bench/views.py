@@ -61,7 +61,7 @@ def _cpu_tables(report: BenchReport) -> list[Table]:
                       _ms(r.achieved_gflops, 1), "—" if fraction is None else f"{fraction:.0%}")
     if report.peaks:
         table.caption = ("GOP/s: 2 x multiply-adds per second (FLOPs in f32/bf16, integer ops in int8: one count, "
-                         "so they compare); of peak: of the GEMM peak of the same runtime and precision")
+                         "so they compare); of peak: of the compute peak of the same runtime and precision")
     out = [table]
     if report.ratios:
         ratios = Table(title=f"against {report.ratios[0]['baseline']} (median latency)")
@@ -79,12 +79,14 @@ def _cpu_tables(report: BenchReport) -> list[Table]:
 def _peaks_table(report: BenchReport) -> Table:
     physical = report.physical_peak or {}
     fractions = physical.get("measured_fractions") or {}
-    peaks = Table(title="measured GEMM peak (same runtime and precision)")
-    for col in ("runtime", "precision", "GEMM", "threads", "peak", "of physical FP32", "kernel", "note"):
+    peaks = Table(title="measured compute peak (same runtime and precision; the faster of a MatMul and a "
+                        "convolution chain)")
+    for col in ("runtime", "precision", "workload", "threads", "peak", "of physical FP32", "kernel", "note"):
         peaks.add_column(col, justify="right" if col in ("threads", "peak", "of physical FP32") else "left")
     for p in report.peaks:
         share = fractions.get(f"{p['runtime']} {p['precision']}")
-        peaks.add_row(p["runtime"], p["precision"], p["gemm"] or "—", str(p["threads"]),
+        workload = f"{p['gemm']} {p.get('workload', 'MatMul')}" if p["gemm"] else "—"
+        peaks.add_row(p["runtime"], p["precision"], workload, str(p["threads"]),
                       "—" if p["gflops"] is None else f"{p['gflops']:.1f} {p['unit']}",
                       "—" if share is None else f"{share:.0%}", p.get("kernel") or "", p["note"])
     if physical:  # beside the measured rows: the ceiling no runtime passes unless an assumption is wrong

@@ -41,7 +41,8 @@ def bench(
                                                             "build, validate and apps), bf16, or default "
                                                             "(OpenVINO's own: bf16 on CPUs that have it)."),
     end_to_end: bool = typer.Option(False, help="Time decode + preprocess + inference + top-k per call."),
-    peak: bool = typer.Option(False, help="Also measure this machine's GEMM peak in each runtime and precision."),
+    peak: bool = typer.Option(False, help="Also measure this machine's compute peak (the faster of a MatMul and a "
+                                          "convolution chain) in each runtime and precision."),
     gpu: Optional[str] = typer.Option(None, help="TensorRT on the GPU against the seed's table: t4 or v100."),
     precision: Optional[str] = typer.Option(None, help="Build precisions with --target (default fp32); TensorRT "
                                                        "precisions with --gpu (default: the profile's)."),
