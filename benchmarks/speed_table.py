@@ -90,7 +90,8 @@ def markdown(records: list[dict]) -> str:
     peaks = first.get("physical_peak") or {}
     lines = [f"CPU: {first['cpu']} ({', '.join(first['isa_flags'])}); physical FP32 peak "
              f"{peaks.get('gflops', '—')} GFLOP/s. Median latency, one interleaved `edgekit build --target fastest` "
-             "run per model and batch; share of the runtime's measured GEMM peak (FP32: GFLOP/s, INT8: GOP/s).", "",
+             "run per model and batch; share of the runtime's measured compute peak at that precision (the faster of "
+             "a MatMul and a convolution chain; FP32/bf16: GFLOP/s, INT8: GOP/s).", "",
              "| model | batch | candidate | median ms | vs Paddle Inference | share of peak | chosen |",
              "|---|---|---|---|---|---|---|"]
     for record in (r for r in records if r["kind"] == "latency"):
