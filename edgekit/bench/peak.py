@@ -7,8 +7,8 @@ same runtime and precision as the bundle: onnxruntime and OpenVINO on an ONNX
 MatMul built with onnx.helper, Paddle Inference on a one-op Paddle program.
 Where the runtime reads ONNX, a chain of 3x3 convolutions is timed too and the
 faster of the two is the peak: a lone MatMul pays conversions into and out of
-the compute precision on every call, which a network pays once (OpenVINO's AMX
-INT8 MatMul reached 1.3 TOP/s on a 2-vCPU Xeon, INT8 ResNet50 3.3, the chain 3.7-4.1).
+the compute precision on every call, which a network pays once (on a 2-vCPU AMX
+Xeon OpenVINO's INT8 MatMul reached 1.3 TOP/s, INT8 ResNet50 at batch 8 2.5-3.3, the chain 4.0-4.5).
 INT8 is the QDQ form edgekit's INT8 bundles have (uint8 activations, int8
 per-channel weights); its figure is in GOP/s (2 integer ops per multiply-add),
 and the kernel that ran it is read back from the runtime, so a MatMul that
@@ -167,19 +167,19 @@ def _gemm_call(runtime: str, precision: str, threads: int, work: Path, n: int, c
     """(one GEMM (conv: CONV_CHAIN) call in `runtime`, opened through its adapter exactly as a bundle would be;
     the opened model; the model file)."""
     adapter = adapter_for(runtime)
+    rng = np.random.default_rng(1)
     if conv:
         _, channels, size = CONV_CHAIN
-        a = np.abs(np.random.default_rng(1).standard_normal((1, channels, size, size))).astype(np.float32)
+        a = np.abs(rng.standard_normal((1, channels, size, size))).astype(np.float32)  # like post-ReLU activations
         model = _onnx_conv_chain(work / f"conv_{precision}.onnx", precision == "int8")
-        hint = portable.OPENVINO_PRECISION_HINT if precision == "int8" else precision
-        opened = adapter.open(model, threads=threads, precision_hint=hint)
-        return (lambda: opened(a)), opened, model
-    a = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
-    if precision == "int8":  # an INT8 bundle is opened with edgekit's default hint (f32 for what stays float)
-        model, hint = _onnx_int8_gemm(work / "gemm_int8.onnx", n), portable.OPENVINO_PRECISION_HINT
     else:
-        model = _onnx_gemm(work / "gemm.onnx", n) if adapter.peak_format == "onnx" else _paddle_gemm(work, n)[0]
-        hint = precision
+        a = rng.standard_normal((n, n)).astype(np.float32)
+        if precision == "int8":
+            model = _onnx_int8_gemm(work / "gemm_int8.onnx", n)
+        else:
+            model = _onnx_gemm(work / "gemm.onnx", n) if adapter.peak_format == "onnx" else _paddle_gemm(work, n)[0]
+    # An INT8 bundle is opened with edgekit's default hint (f32 for what stays float).
+    hint = portable.OPENVINO_PRECISION_HINT if precision == "int8" else precision
     opened = adapter.open(model, threads=threads, precision_hint=hint)
     return (lambda: opened(a)), opened, model
 
