@@ -37,9 +37,10 @@ def bench(
                                                          "runtime [default: python3]."),
     device_dir: Optional[str] = options.device_dir("Work dir on the device [as edgekit validate]."),
     ssh_option: List[str] = options.ssh_option("Extra ssh -o KEY=VALUE (repeatable)."),
-    precision_hint: Optional[str] = typer.Option(None, help="OpenVINO compute precision: f32 (the default, as in "
-                                                            "build, validate and apps), bf16, or default "
-                                                            "(OpenVINO's own: bf16 on CPUs that have it)."),
+    precision_hint: Optional[str] = typer.Option(None, help="OpenVINO compute precision: f32, bf16, or default "
+                                                            "(OpenVINO's own: bf16 on CPUs that have it). Not given: "
+                                                            "the bundle's own, as in build, validate and apps (f32; "
+                                                            "bf16 bundles: bf16 where the CPU has it natively)."),
     end_to_end: bool = typer.Option(False, help="Time decode + preprocess + inference + top-k per call."),
     peak: bool = typer.Option(False, help="Also measure this machine's compute peak (the faster of a MatMul and a "
                                           "convolution chain) in each runtime and precision."),

@@ -22,8 +22,8 @@ def build(model: str = typer.Argument(..., help="Zoo model name, e.g. EfficientN
           target: str = typer.Option(..., "--target", "-t", help="Target name (see `edgekit targets`)."),
           weights: Optional[str] = typer.Option(None, help="PaddleClas .pdparams weights."),
           inference_model: Optional[str] = typer.Option(None, help="PaddleClas inference model directory."),
-          precision: str = typer.Option("fp32", help="fp32, fp16 or bf16 (where the target supports it; bf16: openvino, "
-                                                  "native on AVX512_BF16 / AMX CPUs)."),
+          precision: str = typer.Option("fp32", help="fp32, fp16 or bf16 (where the target supports it; bf16: "
+                                                  "openvino, native on AVX512_BF16 / AMX CPUs)."),
           out: Optional[str] = typer.Option(None, help="Bundle directory [default: dist/<model>-<target>-<precision>]."),
           force: bool = typer.Option(False, help="Replace an existing output directory."),
           num_classes: Optional[int] = typer.Option(None, help="Classes of the checkpoint [default: labels or 1000]."),
