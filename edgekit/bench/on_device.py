@@ -8,7 +8,9 @@ per-call nanoseconds come back, so neither the link nor this host is in a
 sample. Over ssh one timing process per bundle stays up for the whole run
 (the model loaded once, like the local harness); adb has no stdin stream a
 script can rely on, so there every chunk is a fresh process that loads the
-model and warms up before it times.
+model and warms up before it times. Paddle Lite `.nb` bundles are timed by
+edgekit's native runner instead (no Python on the device): one serving process
+over ssh, one `time` process per chunk over adb.
 """
 
 from __future__ import annotations
@@ -122,12 +124,12 @@ class DeviceSession:
                                "inference only (drop --end-to-end).")
         runtime = manifest["target"]["runtime"]
         adapter = adapter_of(manifest)
-        # .nb bundles: the native runner where a Lite runtime is registered (ssh; adb has no stdin stream)
-        if adapter.runs_natively and self.transport.streams_stdin:
+        # .nb bundles: the native runner where a Lite runtime is registered
+        if adapter.runs_natively:
             from edgekit.native.runner import NoLiteRuntime
 
             try:
-                return self._native_subject(root, manifest, label, threads)
+                return self._native_subject(root, manifest, label, threads, warmup)
             except NoLiteRuntime:
                 pass  # the device's own Python with paddlelite, as before
         device = self.probe(runtime)
@@ -149,18 +151,19 @@ class DeviceSession:
             return ServedSubject(root, manifest, label, argv, threads, put_input, where=self.address)
         return OnceSubject(self, root, manifest, label, model, threads, hint, warmup, put_input)
 
-    def _native_subject(self, root: Path, manifest: dict, label: str, threads: int | None) -> "NativeSubject":
-        from edgekit.native.runner import NativeRunner
-        from edgekit.devices.native_device import push_native
+    def _native_subject(self, root: Path, manifest: dict, label: str, threads: int | None, warmup: int) -> Subject:
+        from edgekit.devices.native_device import device_runner, push_native
 
-        runtime, command, machine = push_native(self.device, root / manifest["artifact"]["model_file"], manifest)
+        pushed = push_native(self.device, root / manifest["artifact"]["model_file"], manifest)
         cores = self.shell("nproc 2>/dev/null || getconf _NPROCESSORS_ONLN", "counting CPUs").strip() or "1"
         cpu = self.shell("grep -m1 -E '^(model name|Hardware|Model)' /proc/cpuinfo | cut -d: -f2- || true",
                          "reading the CPU model").strip()
-        self.info = {"machine": machine, "cores": int(cores) if cores.isdigit() else 1, "cpu": cpu}
+        self.info = {"machine": pushed.machine, "cores": int(cores) if cores.isdigit() else 1, "cpu": cpu}
         threads = threads or self.info["cores"]
-        runner = NativeRunner(lambda: self.transport.command_argv(f"{command} {threads}"), self.address)
-        return NativeSubject(root, manifest, label, runner, runtime.version, threads)
+        if not self.transport.streams_stdin:
+            return NativeTimedSubject(self, root, manifest, label, pushed, threads, max(1, warmup))
+        return NativeSubject(root, manifest, label, device_runner(self.device, pushed, threads),
+                             pushed.runtime.version, threads)
 
     def close(self) -> None:
         try:
@@ -224,3 +227,27 @@ class NativeSubject(Subject):
 
     def close(self) -> None:
         self._runner.close()
+
+
+class NativeTimedSubject(Subject):
+    """A .nb timed where the transport has no stdin stream (adb): each run is one `edgekit-lite-runner time`
+    process that loads the model, warms up and times on the device's clock (on a fixed synthetic input)."""
+
+    def __init__(self, session: DeviceSession, root: Path, manifest: dict, label: str, pushed, threads: int,
+                 warmup: int):
+        self.session, self.root, self.manifest, self.label = session, root, manifest, label
+        self.runtime = manifest["target"]["runtime"]
+        self.runtime_version, self.runtime_precision, self.threads = pushed.runtime.version, "as stored", threads
+        self.notes = ["timed by edgekit's native Lite runner (C++ light API) on the device, each chunk in a fresh "
+                      f"process warmed up with {warmup} iterations (the transport has no stdin stream)"]
+        self._pushed, self._warmup, self._shape = pushed, warmup, None
+
+    def prepare(self, batch: int) -> None:
+        self._shape = input_batch(self.manifest, batch).shape
+
+    def run(self, iterations: int, seconds: float) -> list[int]:
+        command = self._pushed.command("time", *map(str, self._shape), str(self._warmup), str(iterations),
+                                       str(self.threads), repr(float(seconds)))
+        reply = json.loads(self.session.shell(command, f"timing {self.label}", timeout=3600).strip().splitlines()[-1])
+        self.runtime_version = reply.get("lite_version", self.runtime_version)
+        return [int(ms * 1e6) for ms in reply["ms"]]

@@ -3,7 +3,9 @@
 adb has no stdin stream a script can rely on across versions, so files travel
 with `adb push`/`adb pull` and commands run with `adb -s SERIAL shell`.
 The device's Python is typically Termux's: pass it with --device-python
-(e.g. /data/data/com.termux/files/usr/bin/python).
+(e.g. /data/data/com.termux/files/usr/bin/python). Paddle Lite `.nb` bundles
+need no Python: edgekit's native runner serves them from pushed files
+(edgekit.devices.native_device).
 """
 
 from __future__ import annotations

@@ -188,8 +188,8 @@ class RemoteDevice:
 
         self.transport.check()
         try:
-            # .nb bundles: the native runner, no Python needed (it streams over stdin: ssh, not adb yet)
-            if adapter_of(job.manifest).runs_natively and self.transport.streams_stdin:
+            # .nb bundles: the native runner, no Python needed (streaming over ssh, from pushed files over adb)
+            if adapter_of(job.manifest).runs_natively:
                 from edgekit.devices.native_device import run_remote
                 from edgekit.native.runner import NoLiteRuntime
 

@@ -2,9 +2,12 @@
 //
 //   edgekit-lite-runner MODEL.nb info                     one JSON line: Lite version, input/output names
 //   edgekit-lite-runner MODEL.nb serve [THREADS]          framed float32 batches on stdin -> outputs on stdout
-//   edgekit-lite-runner MODEL.nb time N C H W WARMUP ITERS [THREADS]
-//                                                         one JSON line: per-iteration milliseconds
+//   edgekit-lite-runner MODEL.nb time N C H W WARMUP ITERS [THREADS [SECONDS]]
+//                                                         one JSON line: per-iteration milliseconds, at
+//                                                         least ITERS of them and at least SECONDS in all
 //
+// serve reads stdin to its end, so it also serves a file of requests (`serve 1 < in > out`) where a
+// transport cannot stream (adb).
 // serve frames (little-endian): request  "EKR1" u32 n, c, h, w, then n*c*h*w float32 (n == 0: exit);
 //                               response "EKO1" u32 status (0: ok), u32 rows, u32 cols, f64 seconds,
 //                               then rows*cols float32; status 1: u32 length + message instead.
@@ -106,7 +109,7 @@ int serve(const char* model, int threads) {
   }
 }
 
-int time_model(const char* model, char** args, int threads) {
+int time_model(const char* model, char** args, int threads, double min_seconds) {
   std::vector<int64_t> shape;
   for (int i = 0; i < 4; ++i) shape.push_back(std::atoll(args[i]));
   int warmup = std::atoi(args[4]), iterations = std::atoi(args[5]);
@@ -118,10 +121,12 @@ int time_model(const char* model, char** args, int threads) {
   uint32_t rows, cols;
   for (int i = 0; i < warmup; ++i) run_batch(predictor.get(), shape, batch.data(), &out, &rows, &cols);
   printf("{\"lite_version\": \"%s\", \"threads\": %d, \"ms\": [", predictor->GetVersion().c_str(), threads);
-  for (int i = 0; i < iterations; ++i) {
+  double spent_ms = 0;
+  for (int i = 0; i < iterations || spent_ms < min_seconds * 1000; ++i) {
     auto start = std::chrono::steady_clock::now();
     run_batch(predictor.get(), shape, batch.data(), &out, &rows, &cols);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    spent_ms += ms;
     printf(i ? ", %.4f" : "%.4f", ms);
   }
   printf("]}\n");
@@ -134,8 +139,8 @@ int main(int argc, char** argv) {
   if (argc >= 3 && std::strcmp(argv[2], "info") == 0) return info(argv[1]);
   if (argc >= 3 && std::strcmp(argv[2], "serve") == 0) return serve(argv[1], argc > 3 ? std::atoi(argv[3]) : 1);
   if (argc >= 9 && std::strcmp(argv[2], "time") == 0)
-    return time_model(argv[1], argv + 3, argc > 9 ? std::atoi(argv[9]) : 1);
+    return time_model(argv[1], argv + 3, argc > 9 ? std::atoi(argv[9]) : 1, argc > 10 ? std::atof(argv[10]) : 0);
   fprintf(stderr,
-          "usage: %s MODEL.nb info | serve [THREADS] | time N C H W WARMUP ITERS [THREADS]\n", argv[0]);
+          "usage: %s MODEL.nb info | serve [THREADS] | time N C H W WARMUP ITERS [THREADS [SECONDS]]\n", argv[0]);
   return 2;
 }

@@ -25,11 +25,29 @@ from edgekit.errors import EdgekitError
 
 REQUEST = b"EKR1"
 RESPONSE = b"EKO1"
+END = REQUEST + struct.pack("<4I", 0, 0, 0, 0)  # a batch of none: the runner exits
+RESPONSE_HEAD = 24  # magic, status, rows, cols, seconds
 RETRIES = 2
 
 
 class RunnerFailed(EdgekitError):
     pass
+
+
+def request_frame(batch: np.ndarray) -> bytes:
+    """One serve request: the batch as little-endian float32 NCHW."""
+    batch = np.ascontiguousarray(batch, dtype="<f4")
+    return REQUEST + struct.pack("<4I", *batch.shape) + batch.tobytes()
+
+
+def response_head(head: bytes, what: str, batch: int) -> tuple[int, int, float]:
+    """(rows, cols, the device's seconds) from a response's first RESPONSE_HEAD bytes."""
+    if head[:4] != RESPONSE:
+        raise EOFError(f"unexpected reply {head[:16]!r}")
+    status, rows, cols, seconds = struct.unpack("<3Id", head[4:RESPONSE_HEAD])
+    if status != 0:
+        raise RunnerFailed(f"The native Lite runner on {what} failed on a batch of {batch}.")
+    return rows, cols, seconds
 
 
 class NativeRunner:
@@ -81,14 +99,9 @@ class NativeRunner:
         raise AssertionError("unreachable")
 
     def _exchange(self, batch: np.ndarray) -> np.ndarray:
-        self.proc.stdin.write(REQUEST + struct.pack("<4I", *batch.shape) + batch.tobytes())
+        self.proc.stdin.write(request_frame(batch))
         self.proc.stdin.flush()
-        head = self._read(24)
-        if head[:4] != RESPONSE:
-            raise EOFError(f"unexpected reply {head[:16]!r}")
-        status, rows, cols, seconds = struct.unpack("<3Id", head[4:])
-        if status != 0:
-            raise RunnerFailed(f"The native Lite runner on {self.what} failed on a batch of {len(batch)}.")
+        rows, cols, seconds = response_head(self._read(RESPONSE_HEAD), self.what, len(batch))
         self.device_seconds += seconds
         self.last_seconds = seconds  # on the device's clock: the tensor copies and Run(), not the link
         return np.frombuffer(self._read(rows * cols * 4), "<f4").reshape(rows, cols).copy()
@@ -112,7 +125,7 @@ class NativeRunner:
             return
         try:
             if self.proc.poll() is None:
-                self.proc.stdin.write(REQUEST + struct.pack("<4I", 0, 0, 0, 0))
+                self.proc.stdin.write(END)
                 self.proc.stdin.close()
                 self.proc.wait(timeout=10)
         except (OSError, ValueError, subprocess.TimeoutExpired):
@@ -136,19 +149,26 @@ class NoLiteRuntime(EdgekitError):
     """No Lite runtime is registered for the arch: a remote device falls back to the Python agent."""
 
 
-def lite_runtime_for(arch: str):
+def lite_runtime_for(arch: str, platform: str = "linux"):
     from edgekit.toolchains import lite_runtime
 
-    runtime = lite_runtime.find(arch)
-    if runtime is None:
-        how = ("x86 runner needs the light API's headers: register any Lite runtime directory first"
-               if arch == "x86" else f"register the {arch} Lite runtime your app links")
-        raise NoLiteRuntime(
-            f"No Paddle Lite runtime for {arch} is registered, and the native runner links one ({how}): "
-            "`edgekit toolchain register-lite-runtime DIR` with the inference_lite_lib.* folder of a Paddle Lite "
-            f"{lite_runtime.OPT_VERSION} release, or build one: `edgekit toolchain build-lite-runtime "
-            f"PADDLE_LITE_SOURCE --arch {arch if arch != 'x86' else 'armv8'}` (see the README).")
-    return runtime
+    runtime = lite_runtime.find(arch, platform)
+    if runtime is not None:
+        return runtime
+    release = f"the inference_lite_lib.{'android' if platform == 'android' else 'armlinux'}.{arch} folder"
+    if arch == "x86":
+        how = "x86 runner needs the light API's headers: register any Lite runtime directory first"
+    elif platform == "android":
+        how = (f"register the Android {arch} Lite runtime your app links; the runner is compiled for it with the "
+               "NDK that ANDROID_NDK_HOME names")
+    else:
+        how = f"register the {arch} Lite runtime your app links"
+    build = ("" if platform == "android" else " or build one: `edgekit toolchain build-lite-runtime "
+             f"PADDLE_LITE_SOURCE --arch {arch if arch != 'x86' else 'armv8'}` (see the README)")
+    raise NoLiteRuntime(
+        f"No Paddle Lite runtime for {platform} {arch} is registered, and the native runner links one ({how}): "
+        f"`edgekit toolchain register-lite-runtime DIR` with {release} of a Paddle Lite "
+        f"{lite_runtime.OPT_VERSION} release{build}.")
 
 
 def emulated_runner(model_file: Path, name: str = "aarch64", threads: int = 1) -> tuple[NativeRunner, object]:

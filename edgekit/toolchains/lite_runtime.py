@@ -54,6 +54,12 @@ class LiteRuntime:
     companions: tuple[Path, ...]  # other shared libraries it needs beside it at run time
     version: str  # the Lite version string found in the library, e.g. "v2.13-rc"
     sha256: str
+    platform: str = "linux"  # or "android": built against bionic with the NDK, for phones
+
+    @property
+    def key(self) -> str:
+        """Its name in the registry: the arch (armv8, armv7, x86), `android-` in front for phones."""
+        return self.arch if self.platform == "linux" else f"{self.platform}-{self.arch}"
 
     @property
     def version_matches(self) -> bool:
@@ -69,7 +75,7 @@ class LiteRuntime:
     def from_dict(cls, record: dict) -> "LiteRuntime":
         return cls(arch=record["arch"], root=Path(record["root"]), include=Path(record["include"]),
                    library=Path(record["library"]), companions=tuple(Path(p) for p in record["companions"]),
-                   version=record["version"], sha256=record["sha256"])
+                   version=record["version"], sha256=record["sha256"], platform=record.get("platform", "linux"))
 
 
 def elf_arch(path: Path) -> str | None:
@@ -80,6 +86,11 @@ def elf_arch(path: Path) -> str | None:
         return None
     (machine,) = struct.unpack("<H", header[18:20])
     return _ELF_MACHINES.get(machine)
+
+
+def library_platform(data: bytes) -> str:
+    """android when a library needs bionic's unversioned `libc.so` (glibc's is `libc.so.6`), else linux."""
+    return "android" if b"\x00libc.so\x00" in data else "linux"
 
 
 def library_version(path: Path) -> str:
@@ -108,21 +119,21 @@ def inspect(directory: str | Path) -> LiteRuntime:
     arch = elf_arch(library)
     if arch is None:
         raise EdgekitError(f"{library} is not a shared library for a CPU edgekit knows (armv8, armv7, x86).")
-    version, sha256 = _library_facts(library)
+    version, sha256, platform = _library_facts(library)
     return LiteRuntime(arch=arch, root=root, include=include, library=library, companions=(),
-                       version=version, sha256=sha256)
+                       version=version, sha256=sha256, platform=platform)
 
 
-def _library_facts(library: Path) -> tuple[str, str]:
-    """(version, sha256) of a runtime library: read once per file state, not on every lookup (registered()
+def _library_facts(library: Path) -> tuple[str, str, str]:
+    """(version, sha256, platform) of a runtime library: read once per file state, not on every lookup (registered()
     runs for every Lite build, emulated run and doctor, and the libraries are tens of MB)."""
     stat = library.stat()
     return _facts_of(str(library), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
-def _facts_of(path: str, size: int, mtime_ns: int) -> tuple[str, str]:
-    return library_version(Path(path)), file_sha256(Path(path))
+def _facts_of(path: str, size: int, mtime_ns: int) -> tuple[str, str, str]:
+    return library_version(Path(path)), file_sha256(Path(path)), library_platform(Path(path).read_bytes())
 
 
 def registry_file() -> Path:
@@ -138,10 +149,10 @@ def _read_registry() -> dict[str, dict]:
 
 
 def register(directory: str | Path) -> LiteRuntime:
-    """Check and record a runtime directory for its arch (replacing an earlier one for that arch)."""
+    """Check and record a runtime directory for its arch and platform (replacing an earlier one for them)."""
     runtime = inspect(directory)
     registry = _read_registry()
-    registry[runtime.arch] = {**runtime.to_dict(),
+    registry[runtime.key] = {**runtime.to_dict(),
                               "registered": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     path = registry_file()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,19 +163,19 @@ def register(directory: str | Path) -> LiteRuntime:
 
 
 def registered() -> dict[str, LiteRuntime]:
-    """arch -> runtime: the registry, with $EDGEKIT_LITE_RUNTIME's directories on top."""
-    runtimes = {arch: LiteRuntime.from_dict(record) for arch, record in _read_registry().items()
+    """key (armv8, android-armv8, ...) -> runtime: the registry, with $EDGEKIT_LITE_RUNTIME's directories on top."""
+    runtimes = {key: LiteRuntime.from_dict(record) for key, record in _read_registry().items()
                 if Path(record["library"]).is_file()}
     for entry in filter(None, os.environ.get(RUNTIME_ENV_VAR, "").split(os.pathsep)):
         runtime = inspect(entry)
-        runtimes[runtime.arch] = runtime
+        runtimes[runtime.key] = runtime
     return runtimes
 
 
-def find(arch: str) -> LiteRuntime | None:
-    if arch == "x86":
+def find(arch: str, platform: str = "linux") -> LiteRuntime | None:
+    if arch == "x86" and platform == "linux":
         return x86_runtime()
-    return registered().get(arch)
+    return registered().get(arch if platform == "linux" else f"{platform}-{arch}")
 
 
 def headers() -> Path | None:
@@ -192,7 +203,7 @@ def x86_runtime() -> LiteRuntime | None:
         return None
     # libpython3.9 joins these when the runner is built (edgekit.toolchains.native_runner).
     companions = tuple(sorted((lite_so.parent / "libs").glob("*.so")))
-    version, sha256 = _library_facts(lite_so)
+    version, sha256, _ = _library_facts(lite_so)
     return LiteRuntime(arch="x86", root=lite_so.parent, include=include, library=lite_so, companions=companions,
                        version=version, sha256=sha256)
 
@@ -200,7 +211,8 @@ def x86_runtime() -> LiteRuntime | None:
 def status() -> list[dict]:
     """What `edgekit doctor` and `edgekit toolchain list` show about Lite runtimes."""
     rows, runtimes = [], registered()
-    for arch in ("armv8", "armv7"):
+    phones = [key for key in ("android-armv8", "android-armv7") if key in runtimes]
+    for arch in ("armv8", "armv7", *phones):
         runtime = runtimes.get(arch)
         rows.append({"arch": arch, "path": str(runtime.root) if runtime else None,
                      "version": runtime.version if runtime else None,

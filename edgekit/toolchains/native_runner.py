@@ -59,12 +59,25 @@ def _can_apt_install() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
-def build_runner(runtime: LiteRuntime, android_ndk: str | Path | None = None) -> Path:
+def android_ndk_for(runtime: LiteRuntime) -> Path | None:
+    """The NDK that compiles the runner for an Android runtime ($ANDROID_NDK_HOME); None for Linux runtimes."""
+    if runtime.platform != "android":
+        return None
+    ndk = os.environ.get(NDK_ENV_VAR)
+    if not ndk:
+        raise EdgekitError(f"The {runtime.key} Lite runtime at {runtime.root} is for Android: the native runner is "
+                           f"compiled for it with the Android NDK. Set {NDK_ENV_VAR} to an NDK r21+ folder (Android "
+                           "Studio's SDK Manager installs one under Android/Sdk/ndk/).")
+    return Path(ndk)
+
+
+def build_runner(runtime: LiteRuntime) -> Path:
     """The runner folder for `runtime` (built on first use, then cached): runner + its shared libraries."""
+    android_ndk = android_ndk_for(runtime)
     compiler = check_compiler(runtime.arch, android_ndk)
     version = children.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     key = hashlib.sha256(runner_source() + runtime.sha256.encode() + "".join(version).encode()).hexdigest()[:16]
-    target = cache_root() / "native-runner" / f"{runtime.arch}-{key}"
+    target = cache_root() / "native-runner" / f"{runtime.key}-{key}"
     if (target / RUNNER_NAME).is_file():
         return target
     companions = list(runtime.companions)
@@ -87,8 +100,9 @@ def build_runner(runtime: LiteRuntime, android_ndk: str | Path | None = None) ->
                    "-o", str(staging / RUNNER_NAME), f"-L{staging}", f"-L{libs}", f"-l:{soname}",
                    *[f"-l:{c.name}" for c in companions if "python" in c.name],
                    "-Wl,-rpath,$ORIGIN:$ORIGIN/libs", "-Wl,--allow-shlib-undefined"]
-        if not android_ndk and runtime.arch != "x86":
-            command.append("-static-libstdc++")  # boards often carry an older libstdc++ than the cross compiler
+        if runtime.arch != "x86":
+            # Boards often carry an older libstdc++ than the cross compiler; phones have no libc++_shared.
+            command.append("-static-libstdc++")
         proc = children.run(command, capture_output=True, text=True)
         if proc.returncode != 0:
             raise EdgekitError(f"Compiling the {runtime.arch} native runner against {runtime.root} failed:\n"
@@ -117,4 +131,4 @@ def runner_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-__all__ = ["build_runner", "check_compiler", "runner_files", "RUNNER_NAME", "COMPILERS", "NDK_ENV_VAR"]
+__all__ = ["android_ndk_for", "build_runner", "check_compiler", "runner_files", "RUNNER_NAME", "COMPILERS", "NDK_ENV_VAR"]
