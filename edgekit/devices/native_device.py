@@ -204,8 +204,7 @@ def run_remote(device, job: DeviceJob, progress: Progress = no_progress) -> Devi
     """A Lite bundle on a RemoteDevice (ssh, adb): copy the runner folder and the .nb, then run the batches."""
     pushed = push_native(device, job.model_file, job.manifest, progress)
     runner = device_runner(device, pushed, job.threads or 1)
-    info = {"kind": type(device.transport).__name__.removesuffix("Transport").lower(), "address": device.address,
-            "machine": pushed.machine}
+    info = {"kind": device.address.split("://", 1)[0], "address": device.address, "machine": pushed.machine}
     notes = _version_notes(pushed.runtime)
     if isinstance(runner, FileExchangeRunner):
         notes.append("one runner process per batch, from pushed files (the transport has no stdin stream)")
