@@ -2,8 +2,8 @@
 ARM device when an ARM Paddle Lite runtime is registered), written as `<out>/plan.yaml` and run by edgekit.matrix.
 
 The plan is an ordinary matrix file (paths relative to it), so `edgekit matrix <out>/plan.yaml` re-runs or
-extends what the demo did. The demo keeps each target on the devices that run it: onnx / openvino on this host,
-the ARM `.nb` on the emulator when there is one (on this host otherwise, built, with validate and bench
+extends what the demo did. The matrix puts each target on the devices that run it: onnx / openvino on this
+host, the ARM `.nb` on the emulator when there is one (on this host otherwise, built, with validate and bench
 skipped and the reason said).
 """
 
@@ -77,21 +77,10 @@ def write_plan(out: Path, config, *, weights: Path, labels: Path, calib: Path, d
 
 
 def load_demo_plan(path: Path, out: Path):
-    """The checked plan, each target kept on the devices that run it (see the module docstring)."""
+    """The checked plan (the matrix puts each target on the devices that run it, as `edgekit matrix` does)."""
     from edgekit.matrix.plan import load_plan
-    from edgekit.targets import get_target
 
-    plan = load_plan(path, out=out)
-    has_emulator = any(d.address.startswith("emu://") for d in plan.devices)
-
-    def keep(cell) -> bool:
-        on_host = get_target(cell.build.target).runs_on_host
-        if not has_emulator:
-            return True
-        return on_host != cell.device.address.startswith("emu://")
-
-    cells = [c for c in plan.cells if keep(c)]
-    return dataclasses.replace(plan, cells=cells)
+    return load_plan(path, out=out)
 
 
 # --------------------------------------------------------------------------- the records, summarised

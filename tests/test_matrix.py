@@ -73,6 +73,22 @@ def test_dry_run_expands_cells_and_says_why_impossible_ones_are_skipped(inputs, 
     assert not (tmp_path / "o").exists(), "a dry run builds and writes nothing"
 
 
+def test_a_bundle_goes_only_to_the_devices_that_run_it(inputs, tmp_path):
+    from edgekit.demo_matrix import arm_emulator
+
+    plan = write_plan(inputs, "two.yaml", plan_text(models=("r18",), targets="[onnx, arm-lite]", recipes="[fp32]",
+                                                    device="local, {name: arm, address: 'emu://aarch64'}"))
+    result = runner.invoke(app, ["matrix", str(plan), "--dry-run", "--json", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    cells = {c["id"]: c for c in json.loads(result.stdout)["cells"]}
+    assert "r18-onnx-fp32@local" in cells and "r18-onnx-fp32@arm" not in cells  # emu:// runs .nb files only
+    if arm_emulator()[0]:  # the .nb runs under emulation: it is not also listed as skipped on this host
+        assert set(cells) == {"r18-onnx-fp32@local", "r18-arm-lite-fp32@arm"}
+    else:  # no device can run it: both cells stay, each saying why
+        assert "do not run on this host" in cells["r18-arm-lite-fp32@local"]["validate_skipped"]
+        assert cells["r18-arm-lite-fp32@arm"]["validate_skipped"]
+
+
 def test_nothing_imports_ray_unless_asked(inputs):
     plan = write_plan(inputs, "dry.yaml", plan_text(models=("r18",)))
     code = ("import sys; from typer.testing import CliRunner; from edgekit.cli import app; "

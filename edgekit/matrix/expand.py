@@ -59,15 +59,21 @@ def _emulation_missing(address: str) -> str | None:
     return None
 
 
+def _cannot_run(target, device: DeviceSpec) -> str | None:
+    """Why this device cannot run the target's bundles at all, or None."""
+    address = device.address
+    if address == "local" and not target.runs_on_host:
+        return (f"{target.name} bundles do not run on this host ({target.description}); add an ssh:// device "
+                "(or emu://aarch64 for numbers)")
+    if address.startswith("emu://"):
+        return f"{address} runs ARM .nb bundles only" if target.runs_on_host else _emulation_missing(address)
+    return None
+
+
 def _device_skips(target, device: DeviceSpec, has_data: bool, bench: BenchSpec | None) -> tuple[str | None, str | None]:
     """(why validate cannot run, why bench cannot run) on this device, or None."""
     address = device.address
-    cannot = None
-    if address == "local" and not target.runs_on_host:
-        cannot = (f"{target.name} bundles do not run on this host ({target.description}); add an ssh:// device "
-                  "(or emu://aarch64 for numbers)")
-    elif address.startswith("emu://"):
-        cannot = (f"{address} runs ARM .nb bundles only" if target.runs_on_host else _emulation_missing(address))
+    cannot = _cannot_run(target, device)
     validate = cannot or (None if has_data else "the plan has no `data:` to validate on")
     bench_why = cannot or ("`bench: false` in the plan" if bench is None else None)
     if bench_why is None and address.startswith("emu://"):
@@ -162,7 +168,9 @@ def expand(path: Path, spec: PlanFile, models: list[ModelSpec], devices: list[De
                 build = _build(path, base, spec, model, t, r, out, use_cache, where)
                 builds.append(build)
                 target = get_target(t.target)
-                for device in devices:
+                # A bundle goes to the devices that can run it; only where none can is each cell kept to say why.
+                runnable = [d for d in devices if _cannot_run(target, d) is None] or devices
+                for device in runnable:
                     v_skip, b_skip = _device_skips(target, device, data is not None, bench)
                     key = digest({"build": build.inputs_digest or [build.id, build.skipped],
                                   "device": device.model_dump(), "data": data_digest, "validate": spec.validate_.model_dump(),
