@@ -55,8 +55,11 @@ def trained_weights(name: str, work: Path) -> Path:
     from edgekit.training import fit
     from edgekit.zoo import create_model
 
+    from edgekit.training.batchnorm import PRECISE_BN_IMAGES
+
     settings = "-".join(f"{k}{v}" for k, v in DIGITS_MODELS[name].items())
-    out = work / f"{name}-digits{SIZE}-{settings}.pdparams"
+    # Weights trained before BatchNorm statistics were recomputed (precise BN) are not reused.
+    out = work / f"{name}-digits{SIZE}-{settings}-pbn{PRECISE_BN_IMAGES}.pdparams"
     if out.is_file():
         return out
     ds = digits(work)

@@ -37,6 +37,7 @@ import numpy as np
 from edgekit.data.datasets import LabeledImages
 from edgekit.errors import EdgekitError
 from edgekit.preprocessing import Preprocessing
+from edgekit.training.batchnorm import PRECISE_BN_IMAGES, refresh_batchnorm
 from edgekit.training.checkpoints import (complete_checkpoints, load_checkpoint, run_settings, save_best,
                                           save_checkpoint)
 from edgekit.training.decoded import UNLABELED, DecodedImages, decode_images
@@ -89,7 +90,8 @@ def fit(model, train: LabeledImages | DecodedImages, *, preprocessing: Preproces
         batch_size: int = 64, lr: float = 1e-3, seed: int = 0, checkpoint_dir: Path | str | None = None,
         val: LabeledImages | DecodedImages | None = None, loss_fn: LossFn | None = None,
         augment: bool = False, progress: bool = True, weight_decay: float = 0.0, warmup: float = 0.0,
-        on_epoch_end: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+        on_epoch_end: Callable[[EpochRecord], None] | None = None,
+        precise_bn_images: int = PRECISE_BN_IMAGES) -> TrainResult:
     """Train `model` (a paddle.nn.Layer, modified in place) on `train` for `epochs` epochs.
 
     - `train` / `val`: LabeledImages (decoded and preprocessed once here with
@@ -102,6 +104,9 @@ def fit(model, train: LabeledImages | DecodedImages, *, preprocessing: Preproces
       the best-val weights also go to `checkpoint_dir/best.pdparams`.
     - `augment`: random shifts of up to 1/8 of the crop (no flips).
     - `on_epoch_end(record)`: called after each epoch's checkpoint is written.
+    - `precise_bn_images`: BatchNorm running statistics are recomputed over this many training images with
+      the current weights before each validation and after the last epoch (edgekit.training.batchnorm);
+      0 keeps the running averages of the training steps.
 
     The model is left in eval mode with the last epoch's weights. Raises
     EdgekitError for empty or too-small data, out-of-range labels, or a
@@ -134,7 +139,7 @@ def fit(model, train: LabeledImages | DecodedImages, *, preprocessing: Preproces
                                       weight_decay=weight_decay or None)
     settings = run_settings(model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=augment,
                             train=train_data, loss_fn=loss_fn)
-    settings.update(weight_decay=weight_decay, warmup=warmup)
+    settings.update(weight_decay=weight_decay, warmup=warmup, precise_bn_images=precise_bn_images)
     history: list[EpochRecord] = []
     best_epoch, best_val = None, None
     first_epoch, resumed_from = 1, None
@@ -187,6 +192,8 @@ def fit(model, train: LabeledImages | DecodedImages, *, preprocessing: Preproces
                 labeled += int(known.sum())
                 if bar:
                     bar.update(task, advance=1, description=f"epoch {epoch}/{epochs} loss {loss_sum / seen:.4f}")
+            if precise_bn_images and (val_data is not None or epoch == epochs):
+                refresh_batchnorm(model, train_data.images, batch_size, precise_bn_images, seed)
             val_top1 = None
             if val_data is not None:
                 val_top1 = topk_accuracy(predict_logits(model, val_data.images), val_data.labels)["top1"]
