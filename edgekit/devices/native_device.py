@@ -153,7 +153,7 @@ class FileExchangeRunner:
 
     def __init__(self, device, pushed: PushedNative, threads: int, retries: int = RETRIES,
                  command=None):
-        self.device, self.pushed, self.threads, self.retries = device, pushed, threads, retries
+        self.device, self.retries = device, retries
         self.command = command or (lambda stdin, stdout: pushed.command("serve", str(threads), stdin=stdin,
                                                                          stdout=stdout))
         self.io_dir = f"{device.base}/native/io-{uuid.uuid4().hex[:12]}"
