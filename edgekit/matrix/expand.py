@@ -70,10 +70,10 @@ def _cannot_run(target, device: DeviceSpec) -> str | None:
     return None
 
 
-def _device_skips(target, device: DeviceSpec, has_data: bool, bench: BenchSpec | None) -> tuple[str | None, str | None]:
-    """(why validate cannot run, why bench cannot run) on this device, or None."""
+def _device_skips(device: DeviceSpec, cannot: str | None, has_data: bool,
+                  bench: BenchSpec | None) -> tuple[str | None, str | None]:
+    """(why validate cannot run, why bench cannot run) on this device, or None; `cannot`: `_cannot_run`'s."""
     address = device.address
-    cannot = _cannot_run(target, device)
     validate = cannot or (None if has_data else "the plan has no `data:` to validate on")
     bench_why = cannot or ("`bench: false` in the plan" if bench is None else None)
     if bench_why is None and address.startswith("emu://"):
@@ -169,9 +169,10 @@ def expand(path: Path, spec: PlanFile, models: list[ModelSpec], devices: list[De
                 builds.append(build)
                 target = get_target(t.target)
                 # A bundle goes to the devices that can run it; only where none can is each cell kept to say why.
-                runnable = [d for d in devices if _cannot_run(target, d) is None] or devices
+                cannot = {d.name: _cannot_run(target, d) for d in devices}
+                runnable = [d for d in devices if cannot[d.name] is None] or devices
                 for device in runnable:
-                    v_skip, b_skip = _device_skips(target, device, data is not None, bench)
+                    v_skip, b_skip = _device_skips(device, cannot[device.name], data is not None, bench)
                     key = digest({"build": build.inputs_digest or [build.id, build.skipped],
                                   "device": device.model_dump(), "data": data_digest, "validate": spec.validate_.model_dump(),
                                   "bench": bench.model_dump() if bench else None})

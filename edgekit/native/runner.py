@@ -157,6 +157,7 @@ def lite_runtime_for(arch: str, platform: str = "linux"):
         return runtime
     release = f"the inference_lite_lib.{'android' if platform == 'android' else 'armlinux'}.{arch} folder"
     if arch == "x86":
+        release = "the inference_lite_lib.* folder"  # any arch: only its headers are used
         how = "x86 runner needs the light API's headers: register any Lite runtime directory first"
     elif platform == "android":
         how = (f"register the Android {arch} Lite runtime your app links; the runner is compiled for it with the "

@@ -93,10 +93,10 @@ def library_platform(data: bytes) -> str:
     return "android" if b"\x00libc.so\x00" in data else "linux"
 
 
-def library_version(path: Path) -> str:
-    """The Lite version string compiled into the library (the most frequent `vX.Y[-rc]` in it)."""
+def library_version(data: bytes) -> str:
+    """The Lite version string compiled into a library's bytes (the most frequent `vX.Y[-rc]` in them)."""
     counts: dict[str, int] = {}
-    for match in re.finditer(rb"v2\.\d{1,2}(?:-rc\d*|\.\d+)?(?=\x00)", path.read_bytes()):
+    for match in re.finditer(rb"v2\.\d{1,2}(?:-rc\d*|\.\d+)?(?=\x00)", data):
         key = match.group().decode()
         counts[key] = counts.get(key, 0) + 1
     return max(counts, key=counts.get) if counts else "unknown"
@@ -133,7 +133,8 @@ def _library_facts(library: Path) -> tuple[str, str, str]:
 
 @functools.lru_cache(maxsize=16)
 def _facts_of(path: str, size: int, mtime_ns: int) -> tuple[str, str, str]:
-    return library_version(Path(path)), file_sha256(Path(path)), library_platform(Path(path).read_bytes())
+    data = Path(path).read_bytes()  # tens of MB: read once for the version and the platform
+    return library_version(data), file_sha256(Path(path)), library_platform(data)
 
 
 def registry_file() -> Path:
