@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import int8 as int8_bench  # noqa: E402  (digits, and weights trained on them, cached)
 import speed_table  # noqa: E402
 
-from edgekit import api, portable  # noqa: E402
+from edgekit import api, openers, portable  # noqa: E402
 from edgekit.bench.host import host_info  # noqa: E402
 from edgekit.bench.subjects import input_batch  # noqa: E402
 from edgekit.bundle import read_manifest  # noqa: E402
@@ -140,7 +140,7 @@ def main() -> None:
         manifest = read_manifest(path)
         model_file = path / manifest["artifact"]["model_file"]
         for batch in (int(b) for b in args.batches.split(",")):
-            hint = portable.bundle_precision_hint(manifest)
+            hint = openers.bundle_precision_hint(manifest)
             calls = {"edgekit": adapter_of(manifest).open(model_file, threads, hint)}
             if manifest["target"]["runtime"] == "openvino":
                 calls.update(openvino_variants(model_file, hint, threads, batch))

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """edgekit's device agent: what runs beside a bundle on the machine it runs on.
 
-edgekit copies this file and `portable.py` (the runtime opener, image
-decoding and preprocessing, the batch loop and the timing loop) into one
+edgekit copies this file, `openers.py` (the runtime openers) and `portable.py`
+(image decoding and preprocessing, the batch loop and the timing loop) into one
 directory on a device (over ssh or adb) and starts it with the device's own
 Python (3.8+). It needs numpy, OpenCV and the bundle's runtime (onnxruntime,
 openvino, paddlelite's light API or Paddle Inference), nothing else; it never
@@ -43,8 +43,9 @@ import tarfile
 import time
 
 if __package__:  # imported by edgekit on the host
-    from edgekit import portable
-else:  # a script beside its portable.py, on a device or in a foreign interpreter
+    from edgekit import openers, portable
+else:  # a script beside its portable.py and openers.py, on a device or in a foreign interpreter
+    import openers
     import portable
 
 PROTOCOL = 2
@@ -53,7 +54,7 @@ SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
 
 
 def probe(runtime: str, images: bool = True) -> dict:
-    return dict(portable.probe(runtime, images), protocol=PROTOCOL)
+    return dict(openers.probe(runtime, images), protocol=PROTOCOL)
 
 
 # ------------------------------------------------------------------ the content-addressed store
@@ -137,7 +138,7 @@ def run_job(job_path: str, start: int = 0) -> int:
         raise portable.PortableError("job protocol %r, this agent speaks %d" % (job.get("protocol"), PROTOCOL))
     run_dir = os.path.dirname(os.path.abspath(job_path))
     store = job["store"]
-    missing = portable.missing_requirements(job["runtime"])
+    missing = openers.missing_requirements(job["runtime"])
     if missing:
         raise portable.PortableError("this device lacks: " + "; ".join(missing))
     machines = portable.LITE_ARCH_MACHINES.get(job.get("lite_arch") or "")
@@ -147,8 +148,8 @@ def run_job(job_path: str, start: int = 0) -> int:
     model_path = _materialize(job, run_dir, store)
     load_start = time.perf_counter()
     # The bundle's own hint, resolved here: bf16 only where this device's CPU computes it natively.
-    hint = portable.bundle_precision_hint({"artifact": {"precision_hint": job.get("precision_hint")}})
-    runtime = portable.open_runtime(job["runtime"], model_path, job.get("threads"), hint)
+    hint = openers.bundle_precision_hint({"artifact": {"precision_hint": job.get("precision_hint")}})
+    runtime = openers.open_runtime(job["runtime"], model_path, job.get("threads"), hint)
     load_seconds = time.perf_counter() - load_start
     images = [os.path.join(store, sha) if sha else None for sha in job["images"]]
     pp = job["preprocessing"]
@@ -190,7 +191,7 @@ def _load_array(path: str):
 
 
 def _open_for_timing(runtime: str, model_path: str, threads: int, hint: str | None):
-    opened = portable.open_runtime(runtime, model_path, threads or None, hint)
+    opened = openers.open_runtime(runtime, model_path, threads or None, hint)
     hello = {"ok": True, "runtime_version": opened.version, "precision": opened.precision,
              "threads_applied": opened.threads_applied}
     return opened, hello
@@ -231,7 +232,7 @@ def once(runtime: str, model_path: str, threads: int, hint: str | None, input_pa
 def infer(runtime: str, model_path: str, input_path: str, output_path: str) -> None:
     import numpy as np
 
-    np.save(output_path, portable.open_runtime(runtime, model_path)(_load_array(input_path)))
+    np.save(output_path, openers.open_runtime(runtime, model_path)(_load_array(input_path)))
 
 
 def _hint(text: str) -> str | None:

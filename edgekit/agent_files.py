@@ -1,6 +1,6 @@
-"""The device agent as it travels: `agent.py` beside `portable.py`, under one content hash.
+"""The device agent as it travels: `agent.py` beside `portable.py` and `openers.py`, under one content hash.
 
-Devices get both files in one directory named by that hash (a changed agent
+Devices get the three files in one directory named by that hash (a changed agent
 is a new directory, never a half-updated one). Interpreters on this host
 that are not edgekit's (the Paddle Lite toolchain's Python) run a local copy.
 """
@@ -13,8 +13,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from edgekit import portable
-from edgekit import agent
+from edgekit import agent, openers, portable
 from edgekit.scratch import scratch_dir
 
 AGENT_SCRIPT = "agent.py"
@@ -23,7 +22,7 @@ AGENT_SCRIPT = "agent.py"
 @lru_cache(maxsize=1)
 def agent_sources() -> dict[str, bytes]:
     """File name -> content of everything the agent needs on a device."""
-    return {AGENT_SCRIPT: Path(agent.__file__).read_bytes(), "portable.py": Path(portable.__file__).read_bytes()}
+    return {Path(module.__file__).name: Path(module.__file__).read_bytes() for module in (agent, portable, openers)}
 
 
 def agent_digest() -> str:
@@ -38,7 +37,7 @@ def agent_dirname() -> str:
 
 
 def local_agent() -> Path:
-    """agent.py in a directory of this host's temp dir, with its portable.py; written once, atomically."""
+    """agent.py in a directory of this host's temp dir, with its portable.py and openers.py; written once, atomically."""
     final = Path(tempfile.gettempdir()) / f"edgekit-{agent_dirname()}"
     if not (final / AGENT_SCRIPT).is_file():
         staging = scratch_dir(f".{final.name}", final.parent)

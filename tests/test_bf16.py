@@ -15,7 +15,7 @@ import pytest
 from edgekit import api
 from edgekit.bench.host import host_info
 from edgekit.bundle import read_manifest, verify_files
-from edgekit.portable import bundle_precision_hint
+from edgekit.openers import bundle_precision_hint
 from edgekit.runtime import load
 from edgekit.targets import get_target
 from test_validate import (SIZE, built_once, copy_bundle, device_python, digits, openvino_bundle,  # noqa: F401

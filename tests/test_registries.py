@@ -131,13 +131,13 @@ def test_a_runtime_that_does_not_import_is_a_clear_error(runtime, tmp_path):
     import subprocess
     import sys
 
-    from edgekit import portable
+    from edgekit import openers
 
-    module = portable.RUNTIMES[runtime][0]
+    module = openers.RUNTIMES[runtime][0]
     code = (f"import sys; sys.modules[{module.split('.')[0]!r}] = None\n"
             "from edgekit.errors import EdgekitError\nfrom edgekit.targets import adapter_for\n"
             f"try:\n    adapter_for({runtime!r}).open({str(tmp_path / 'model')!r})\n"
             "except EdgekitError as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert f"needs the {runtime} runtime" in out.stdout and portable.RUNTIMES[runtime][1] in out.stdout
+    assert f"needs the {runtime} runtime" in out.stdout and openers.RUNTIMES[runtime][1] in out.stdout

@@ -4,7 +4,7 @@ For each target that runs on this host, the bundle's own `app/` example,
 `edgekit.runtime.load(...)`, `edgekit validate`'s local device and the device
 agent (over a real sshd on 127.0.0.1, or in the Paddle Lite toolchain's own
 interpreter) must produce the same output for the same photo. They share
-`edgekit/portable.py`, so a drift in any runtime default (OpenVINO's
+`edgekit/portable.py` and `edgekit/openers.py`, so a drift in any runtime default (OpenVINO's
 precision hint, threads, oneDNN) or in preprocessing shows up here.
 """
 
@@ -77,7 +77,7 @@ def _agent_output(bundle: Path, manifest: dict, photo: Path, sshd, tmp_path: Pat
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return np.load(tmp_path / "agent.npy"), "agent infer in the helper interpreter"
     # The stand-in device Python has onnxruntime/OpenVINO only; Paddle Inference runs in this venv's Python,
-    # started by sshd as a bare script (the agent imports its sibling portable.py, never edgekit).
+    # started by sshd as a bare script (the agent imports its sibling portable.py and openers.py, never edgekit).
     python = str(DEVICE_PYTHON) if DEVICE_PYTHON.is_file() and manifest["target"]["runtime"] != "paddle-inference" \
         else sys.executable
     device = open_device(sshd.url, python=python, work_dir=str(sshd.work_dir), ssh_options=sshd.options)

@@ -271,7 +271,7 @@ def test_agent_preprocessing_is_edgekits_bit_for_bit(digits):
     assert np.array_equal(portable.decode(path), decode_image(path))
 
 
-@pytest.mark.parametrize("name", ["agent.py", "portable.py"])
+@pytest.mark.parametrize("name", ["agent.py", "portable.py", "openers.py"])
 def test_agent_files_need_nothing_but_numpy_opencv_and_a_runtime(name):
     from edgekit.agent_files import agent_sources
 
@@ -285,8 +285,10 @@ def test_agent_files_need_nothing_but_numpy_opencv_and_a_runtime(name):
             imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names)
     runtimes = {"numpy", "cv2", "onnxruntime", "openvino", "paddlelite", "paddle"}
-    # The agent imports its sibling portable.py (`edgekit.portable` only when edgekit imports the agent).
-    allowed = runtimes | {"portable", "edgekit"} if name == "agent.py" else runtimes
+    # The agent imports its siblings, openers.py its sibling portable.py (from `edgekit` only when edgekit
+    # imports them).
+    siblings = {"agent.py": {"portable", "openers", "edgekit"}, "openers.py": {"portable", "edgekit"}}
+    allowed = runtimes | siblings.get(name, set())
     assert third_party <= allowed, third_party
 
 

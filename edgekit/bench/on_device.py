@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import children, portable
+from edgekit import children, openers
 from edgekit.bench.host import HostInfo
 from edgekit.bench.subjects import ServedSubject, Subject, actual_precision, input_batch, open_bundle
 from edgekit.errors import EdgekitError
@@ -140,7 +140,7 @@ class DeviceSession:
         threads = threads or int(device.get("cores") or 1)
         model = self.push_bundle(root, manifest)
         # The bundle's own hint unless one was asked for, for this device's CPU ("-": OpenVINO's choice).
-        hint = portable.bundle_precision_hint(manifest, precision_hint, device.get("isa_flags", [])) or "-"
+        hint = openers.bundle_precision_hint(manifest, precision_hint, device.get("isa_flags", [])) or "-"
         index = self._bundles
 
         def put_input(batch: int, array: np.ndarray) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import portable
+from edgekit import openers
 from edgekit.portable import timed_loop
 from edgekit.scratch import scratch_dir
 from edgekit.targets import adapter_for
@@ -179,7 +179,7 @@ def _gemm_call(runtime: str, precision: str, threads: int, work: Path, n: int, c
         else:
             model = _onnx_gemm(work / "gemm.onnx", n) if adapter.peak_format == "onnx" else _paddle_gemm(work, n)[0]
     # An INT8 bundle is opened with edgekit's default hint (f32 for what stays float).
-    hint = portable.OPENVINO_PRECISION_HINT if precision == "int8" else precision
+    hint = openers.OPENVINO_PRECISION_HINT if precision == "int8" else precision
     opened = adapter.open(model, threads=threads, precision_hint=hint)
     return (lambda: opened(a)), opened, model
 

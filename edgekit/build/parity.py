@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import portable
+from edgekit import openers
 from edgekit.build.steps import Steps
 from edgekit.errors import EdgekitError
 from edgekit.targets import RuntimeAdapter
@@ -81,7 +81,7 @@ def measure_parity(plan, adapter: RuntimeAdapter, model_file: Path, program: Pat
     else:
         # As the bundle will open: a bf16 artifact computes in bf16 where this CPU has it natively, else in f32.
         built_with = {"artifact": {"precision_hint": adapter.precision_hint_for(plan.precision)}}
-        runtime = adapter.open(model_file, precision_hint=portable.bundle_precision_hint(built_with))
+        runtime = adapter.open(model_file, precision_hint=openers.bundle_precision_hint(built_with))
         candidate = runtime(batch)
         runtime_precision, emulated = runtime.precision, {}
     metrics = compare_logits(reference, candidate)

@@ -3,7 +3,7 @@
     from edgekit.devices import open_device
     device = open_device("ssh://pi@192.168.1.20", python="/home/pi/venv/bin/python")
 
-What runs there is `edgekit/agent.py` beside `edgekit/portable.py` (onnx, openvino, paddle bundles), or
+What runs there is `edgekit/agent.py` beside `portable.py` and `openers.py` (onnx, openvino, paddle bundles), or
 edgekit's native Lite runner for `.nb` bundles (`native_device.py`: ssh hosts without Python, and
 `emu://aarch64`, qemu-user on this host); `transport.py` reaches the device.
 """

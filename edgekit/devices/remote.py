@@ -2,7 +2,7 @@
 
 The protocol, whatever the transport:
 
-1. copy the agent (agent.py + portable.py) into the device's work dir and probe it:
+1. copy the agent (agent.py + portable.py + openers.py) into the device's work dir and probe it:
    OS, CPU, Python, and whether numpy, OpenCV and the bundle's runtime import;
 2. send the bundle's files and the images into a content-addressed store
    (BASE/store/<sha256>), skipping what is already there;

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-from edgekit import portable
+from edgekit import openers, portable
 from edgekit.errors import EdgekitError
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class Conversion:
 
 
 class RuntimeAdapter:
-    runtime: ClassVar[str]  # a portable.RUNTIMES name (its install hint lives there too)
+    runtime: ClassVar[str]  # a openers.RUNTIMES name (its install hint lives there too)
     # Precision hints the runtime takes (OpenVINO: f32 / bf16); empty: it computes as stored.
     precision_hints: ClassVar[tuple[str, ...]] = ()
     # Format of the GEMM that stands for this runtime's compute peak ("onnx", "paddle"), and the runtime that
@@ -64,21 +64,21 @@ class RuntimeAdapter:
         return True
 
     def open(self, model_file: Path, threads: int | None = None,
-             precision_hint: str | None = portable.OPENVINO_PRECISION_HINT) -> portable.Runtime:
+             precision_hint: str | None = openers.OPENVINO_PRECISION_HINT) -> openers.Runtime:
         """The model opened on this host, configured as everywhere else edgekit runs it."""
         try:
-            return portable.open_runtime(self.runtime, model_file, threads, precision_hint)
+            return openers.open_runtime(self.runtime, model_file, threads, precision_hint)
         except ImportError as exc:  # portable stays free of edgekit's errors; the library says what to install
-            install = portable.RUNTIMES[self.runtime][1]
+            install = openers.RUNTIMES[self.runtime][1]
             raise EdgekitError(f"This bundle needs the {self.runtime} runtime, which does not import here ({exc}): "
                                f"`{install}`.") from None
 
     def open_bundle(self, root: Path, manifest: dict, threads: int | None = None,
-                    precision_hint: str | None = None) -> portable.Runtime:
+                    precision_hint: str | None = None) -> openers.Runtime:
         """A bundle's model opened on this host, computing in the precision it was built for (bf16 bundles: bf16
         where this CPU has it natively) unless `precision_hint` asks otherwise ("default": the runtime's own)."""
         return self.open(root / manifest["artifact"]["model_file"], threads,
-                         portable.bundle_precision_hint(manifest, precision_hint))
+                         openers.bundle_precision_hint(manifest, precision_hint))
 
     def open_for_many(self, model_file: Path) -> Callable[[Any], Any]:
         """The model opened for many images at once (accuracy control, parity): `run(images) -> outputs`,

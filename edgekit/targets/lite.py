@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from edgekit import portable
+from edgekit import openers
 from edgekit.errors import EdgekitError
 from edgekit.targets.base import Conversion, RuntimeAdapter, in_batches, source_adapter
 from edgekit.targets.paddle import paddle_ptq_route
@@ -28,13 +28,13 @@ class PaddleLiteAdapter(RuntimeAdapter):
         return importlib.util.find_spec("paddlelite") is not None
 
     def open(self, model_file: Path, threads: int | None = None,
-             precision_hint: str | None = portable.OPENVINO_PRECISION_HINT) -> portable.Runtime:
+             precision_hint: str | None = openers.OPENVINO_PRECISION_HINT) -> openers.Runtime:
         if self.runs_in_process():
             return super().open(model_file, threads, precision_hint)
         from edgekit.toolchains import paddle_lite
 
         toolchain = paddle_lite.find(install_missing=False)
-        return portable.Runtime(self.runtime, lambda batch: paddle_lite.run_nb(model_file, batch, toolchain=toolchain),
+        return openers.Runtime(self.runtime, lambda batch: paddle_lite.run_nb(model_file, batch, toolchain=toolchain),
                                 toolchain.lite_version, "as stored", threads_applied=False)
 
     def helper_interpreter(self, root: Path, model_file: Path) -> tuple[str, dict]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit import portable
+from edgekit import openers
 from edgekit.targets.base import Conversion, RuntimeAdapter
 from edgekit.targets.onnx import check_qdq_tools, chosen_int8_weights, qdq_route, to_onnx
 
@@ -39,7 +39,7 @@ class OpenVINOAdapter(RuntimeAdapter):
 
     def precision_hint_for(self, precision: str) -> str | None:
         # bf16 bundles hold f32 weights; the CPU plugin converts them when it compiles the model.
-        return "bf16" if precision == "bf16" else portable.OPENVINO_PRECISION_HINT
+        return "bf16" if precision == "bf16" else openers.OPENVINO_PRECISION_HINT
 
     def open_for_many(self, model_file: Path):
         """OpenVINO's THROUGHPUT hint for many images: a stream per core group, short batches in flight
@@ -48,7 +48,7 @@ class OpenVINOAdapter(RuntimeAdapter):
         import numpy as np
         import openvino as ov
 
-        config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": portable.OPENVINO_PRECISION_HINT}
+        config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": openers.OPENVINO_PRECISION_HINT}
         compiled = ov.Core().compile_model(str(model_file), "CPU", config)
         queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
 
