@@ -37,7 +37,7 @@ class Conversion:
 
 
 class RuntimeAdapter:
-    runtime: ClassVar[str]  # a openers.RUNTIMES name (its install hint lives there too)
+    runtime: ClassVar[str]  # an openers.RUNTIMES name (its install hint lives there too)
     # Precision hints the runtime takes (OpenVINO: f32 / bf16); empty: it computes as stored.
     precision_hints: ClassVar[tuple[str, ...]] = ()
     # Format of the GEMM that stands for this runtime's compute peak ("onnx", "paddle"), and the runtime that
@@ -68,7 +68,7 @@ class RuntimeAdapter:
         """The model opened on this host, configured as everywhere else edgekit runs it."""
         try:
             return openers.open_runtime(self.runtime, model_file, threads, precision_hint)
-        except ImportError as exc:  # portable stays free of edgekit's errors; the library says what to install
+        except ImportError as exc:  # openers.py stays free of edgekit's errors; the library says what to install
             install = openers.RUNTIMES[self.runtime][1]
             raise EdgekitError(f"This bundle needs the {self.runtime} runtime, which does not import here ({exc}): "
                                f"`{install}`.") from None

@@ -45,28 +45,8 @@ class OpenVINOAdapter(RuntimeAdapter):
         """OpenVINO's THROUGHPUT hint for many images: a stream per core group, short batches in flight
         together. FP32 ResNet50 at 224 on 2 AVX2 cores (Zen 3), 64 images: 72.5 ms/image, against 79.6 in
         latency mode at batch 64 and 85.4 at batch 8 (benchmarks/eval_throughput.py, results/eval-throughput.json)."""
-        import numpy as np
-        import openvino as ov
-
-        config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": openers.OPENVINO_PRECISION_HINT}
-        compiled = ov.Core().compile_model(str(model_file), "CPU", config)
-        queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-
-        def run(images):
-            chunks = [np.ascontiguousarray(images[i:i + THROUGHPUT_BATCH])
-                      for i in range(0, len(images), THROUGHPUT_BATCH)]
-            outputs = [None] * len(chunks)
-
-            def done(request, index):
-                outputs[index] = request.get_output_tensor(0).data.copy()
-
-            queue.set_callback(done)
-            for index, chunk in enumerate(chunks):
-                queue.start_async({0: chunk}, index)
-            queue.wait_all()
-            return np.concatenate(outputs)
-
-        return run
+        streams = openers.OpenVinoStreams(model_file, {"INFERENCE_PRECISION_HINT": openers.OPENVINO_PRECISION_HINT})
+        return lambda images: streams(images, THROUGHPUT_BATCH)
 
     def export(self, conv: Conversion, program: Path, params: Path, precision: str) -> Path:
         from edgekit.export.openvino import onnx2openvino
