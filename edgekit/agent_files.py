@@ -37,7 +37,8 @@ def agent_dirname() -> str:
 
 
 def local_agent() -> Path:
-    """agent.py in a directory of this host's temp dir, with its portable.py and openers.py; written once, atomically."""
+    """agent.py in a directory of this host's temp dir, beside portable.py and openers.py; written once,
+    atomically."""
     final = Path(tempfile.gettempdir()) / f"edgekit-{agent_dirname()}"
     if not (final / AGENT_SCRIPT).is_file():
         staging = scratch_dir(f".{final.name}", final.parent)
