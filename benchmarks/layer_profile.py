@@ -14,19 +14,15 @@ achieved GFLOP/s (GOP/s for int8) beside the peak `edgekit bench --peak` measure
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import int8 as int8_bench  # noqa: E402  (digits, and weights trained on them, cached)
 import runtime_options  # noqa: E402
-import speed_table  # noqa: E402
 
 from edgekit import openers, portable  # noqa: E402
 from edgekit.bench.host import host_info  # noqa: E402
@@ -93,14 +89,8 @@ def profile(model_file: Path, hint: str, batch: int, x: np.ndarray, seconds: flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="ResNet50")
-    parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgekit-speed-table")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/layer-profile"))
-    args = parser.parse_args()
-    int8_bench.DIGITS_MODELS.update(speed_table.EXTRA_DIGITS_MODELS)
+    args = runtime_options.arguments("benchmarks/results/layer-profile", 3.0, "timed seconds per bundle and batch"
+                                      ).parse_args()
     threads = portable.usable_cpus()
     records, lines = [], []
     for label, path in runtime_options.bundles(args.model, args.work).items():

@@ -97,6 +97,7 @@ def measure(calls: dict, x: np.ndarray, seconds: float, rounds: int) -> dict:
 
 
 def bundles(model: str, work: Path) -> dict[str, Path]:
+    int8_bench.DIGITS_MODELS.update(speed_table.EXTRA_DIGITS_MODELS)
     weights = int8_bench.trained_weights(model, work)
     from edgekit.data.digits import make_digits_dataset
 
@@ -116,16 +117,21 @@ def bundles(model: str, work: Path) -> dict[str, Path]:
     return out
 
 
-def main() -> None:
+def arguments(out: str, seconds: float, seconds_help: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that measure these bundles (this one and layer_profile.py)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="ResNet50")
     parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per variant, over all rounds")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=seconds, help=seconds_help)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgekit-speed-table")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/runtime-options"))
+    parser.add_argument("--out", type=Path, default=Path(out))
+    return parser
+
+
+def main() -> None:
+    parser = arguments("benchmarks/results/runtime-options", 2.0, "timed seconds per variant, over all rounds")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    int8_bench.DIGITS_MODELS.update(speed_table.EXTRA_DIGITS_MODELS)
     threads = portable.usable_cpus()
     records = []
     for label, path in bundles(args.model, args.work).items():
