@@ -189,7 +189,7 @@ def build_fastest(model: str, *, precision: str = "fp32", candidates: str | Sequ
         # faster than the source's dygraph (ResNet50 at 224 on 2 Zen 4 cores: 45-57 vs 240-396 ms an image).
         paddle_fp32 = next((path for c, path in built.items() if c.label == BASELINE), None)
         for candidate in [c for c in built if c.precision == "bf16" and calib is not None]:
-            say(f"{candidate.label}: top-1 on --calib against {'paddle:fp32' if paddle_fp32 else 'the FP32 source'}")
+            say(f"{candidate.label}: top-1 on --calib against {BASELINE if paddle_fp32 else 'the FP32 source'}")
             checked[candidate] = _bf16_top1(built[candidate], calib, recipe_overrides, int8_recipe, max_drop,
                                             dict(device=device, device_python=device_python, device_dir=device_dir,
                                                  ssh_options=ssh_options, reference=paddle_fp32))
@@ -317,20 +317,20 @@ def _outcome(candidate: Candidate, status: str, reason: str) -> CandidateOutcome
     return CandidateOutcome(candidate.label, candidate.target, candidate.precision, status, reason)
 
 
-def _bf16_top1(path: Path, calib, overrides, int8_recipe, max_drop, device: dict) -> dict:
-    """A bf16 candidate validated where it runs on up to the recipe's holdout_images --calib images, against
-    the FP32 Paddle model (device["reference"]: the paddle:fp32 candidate's bundle, else the source); rejected
-    when its top-1 drops by more than max_drop."""
+def _bf16_top1(path: Path, calib, overrides, int8_recipe, max_drop, validate_options: dict) -> dict:
+    """A bf16 candidate validated where it runs (`validate_options`: the device) on up to the recipe's
+    holdout_images --calib images, against the FP32 Paddle model (validate_options["reference"]: the
+    paddle:fp32 candidate's bundle, else the source); rejected when its top-1 drops by more than max_drop."""
     from edgekit.compress.recipes import get_recipe, with_overrides
     from edgekit.validate import validate
 
     quantize = next(p for p in with_overrides(get_recipe(int8_recipe), overrides or {}).passes
                     if hasattr(p, "holdout_images"))
     budget = quantize.max_drop if max_drop is None else max_drop
-    record = validate(path, calib, limit=quantize.holdout_images, record=False, **device).record
+    record = validate(path, calib, limit=quantize.holdout_images, record=False, **validate_options).record
     reference = record["reference"]
     drop = round(reference["top1"] - record["metrics"]["top1"], 6)
-    against = BASELINE if device.get("reference") else "the FP32 source"
+    against = BASELINE if validate_options.get("reference") else "the FP32 source"
     accuracy = (f"bf16 top-1 drop {drop:+.4f} on {reference['images']} --calib images against {against}, "
                 f"computed in {record['runtime']['precision']} on {record['device']['kind']} "
                 f"({'no max_drop' if budget is None else f'max_drop {budget:g}'})")

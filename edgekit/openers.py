@@ -52,11 +52,10 @@ class OpenVinoStreams:
     two streams measured 1.10x on an AMX Xeon but 0.95-1.01x on a Zen 4 EPYC (benchmarks/runtime_options.py).
     """
 
-    def __init__(self, model_path, config, core=None):
+    def __init__(self, model_path, config):
         import openvino as ov
 
-        self.compiled = (core or ov.Core()).compile_model(str(model_path), "CPU",
-                                                          dict(config, PERFORMANCE_HINT="THROUGHPUT"))
+        self.compiled = ov.Core().compile_model(str(model_path), "CPU", dict(config, PERFORMANCE_HINT="THROUGHPUT"))
         self.count = int(self.compiled.get_property("NUM_STREAMS"))
         self.queue = ov.AsyncInferQueue(self.compiled, self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.queue.set_callback(self._collect)

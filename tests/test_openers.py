@@ -9,7 +9,7 @@ import pytest
 from edgekit import openers, portable
 from edgekit.bundle import read_manifest
 from edgekit.runtime import load
-from test_validate import SIZE, built_once, digits, openvino_bundle, shared, trained_weights  # noqa: F401
+from test_validate import digits, openvino_bundle, shared, trained_weights  # noqa: F401
 
 
 def _images(bundle, digits, count):  # noqa: F811
