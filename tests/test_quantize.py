@@ -246,6 +246,54 @@ def test_histogram_estimators_calibrate_a_set_batches_do_not_divide(onnx_route, 
     assert [uniform_batch_size(n, 16) for n in (60, 256, 17, 5)] == [15, 16, 1, 5]
 
 
+@pytest.mark.parametrize("op_types", [None, ("Conv", "Gemm")])
+def test_minmax_ranges_are_onnxruntimes_own(onnx_route, op_types):
+    """edgekit's MinMax pass (in OpenVINO) finds the tensors and ranges onnxruntime's calibrator finds."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from edgekit.compress.minmax import minmax_ranges
+    from edgekit.compress.routes import OnnxQDQRoute
+    from edgekit.targets import adapter_for
+
+    _, fp32, val, work = onnx_route
+    out = work / f"minmax-{len(op_types or ())}"
+    images = val.images[300:340]  # 40 images at batch 16: a short last batch too
+    route = OnnxQDQRoute(fp32, images, algorithm="minmax", per_channel=True, batch_size=16,
+                         runtime=adapter_for("onnxruntime"), work=out, op_types=op_types)
+    ours = minmax_ranges(route.model, images, batch_size=16, op_types=op_types)
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{route.input_name: images[i:i + 16]} for i in range(0, len(images), 16)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(route.model), str(out / "ort.onnx"), Batches(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=list(op_types) if op_types else None,
+                    calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(out / "ort.json"))
+    theirs = load_tensors_data(out / "ort.json").data
+    assert sorted(ours) == sorted(theirs) and len(ours) > 20
+    for name, (lowest, highest) in ours.items():
+        expected = theirs[name].range_value
+        np.testing.assert_allclose([lowest, highest], [float(expected[0][0]), float(expected[1][0])],
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+    # The route writes them as onnxruntime's cache, which quantize_static then reads instead of calibrating:
+    # the same scales (the sums behind the ranges differ only in float rounding), the same predictions.
+    int8 = route.quantize([], out / "int8")
+    assert (out / "calibration-ranges.json").is_file()
+    scales = [{i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(f)).graph.initializer
+               if i.name.endswith("_scale")} for f in (int8, out / "ort.onnx")]
+    assert sorted(scales[0]) == sorted(scales[1]) and scales[0]
+    for name, scale in scales[0].items():
+        np.testing.assert_allclose(scale, scales[1][name], rtol=1e-4, err_msg=name)
+    ours, theirs = route.run(int8, val.images[:100]), route.run(out / "ort.onnx", val.images[:100])
+    assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.97
+
+
 def test_unreachable_budget_fails_loudly(onnx_route):
     from edgekit.compress.quantize import accuracy_controlled_quantization
 

@@ -153,6 +153,12 @@ class OnnxQDQRoute(_RunsArtifacts):
         dst.mkdir(parents=True, exist_ok=True)
         onnx_file = dst / "model.onnx"
         # The first call calibrates and caches the ranges; later calls only rewrite the graph.
+        if self.method == quantization.CalibrationMethod.MinMax and not self.cache.is_file():
+            from edgekit.compress.minmax import minmax_ranges, write_calibration_cache
+
+            ranges = minmax_ranges(self.model, self.calibration, batch_size=self.batch_size, op_types=self.op_types)
+            if ranges is not None:  # None: onnxruntime's calibrator below computes them
+                write_calibration_cache(ranges, self.cache)
         quantization.quantize_static(
             str(self.model), str(onnx_file), self._reader() if not self.cache.is_file() else None,
             quant_format=quantization.QuantFormat.QDQ, per_channel=self.per_channel,

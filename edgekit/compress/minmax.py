@@ -1,0 +1,105 @@
+"""MinMax activation ranges in one optimized pass, written as onnxruntime's calibration cache.
+
+onnxruntime's own MinMax calibrator runs its augmented graph (a ReduceMin and a
+ReduceMax on every calibrated tensor) with graph optimizations off. The ranges
+are a plain reduction of FP32 activations, so edgekit computes the same ones
+where they are cheapest: the same tensors onnxruntime would calibrate (every
+float input and output of the nodes whose op types are quantized), each reduced
+to its minimum and maximum inside an OpenVINO model of the same ONNX file, run
+in f32 on OpenVINO's throughput streams, and merged over the batches as
+onnxruntime merges them (global min and max). ResNet50 at 224, 256 images, 2-core
+Zen 3 EPYC: onnxruntime's calibrator 26 s, the same reduction in onnxruntime with
+its optimizations on 27.6 s, in OpenVINO about 18 s (plain FP32 inference: 15-19 s).
+The result goes to `calibration_cache_path` in onnxruntime's own format, so
+`quantize_static` only rewrites the graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+FLOAT_TYPES = (1, 10)  # onnx TensorProto.FLOAT, FLOAT16: what onnxruntime calibrates
+
+
+def tensors_to_calibrate(model, op_types: Sequence[str] | None) -> list[str]:
+    """The tensors onnxruntime's calibrator picks: float inputs and outputs (not initializers) of the nodes of
+    `op_types` (None: every node), in graph order."""
+    typed = {vi.name: vi for vi in (*model.graph.value_info, *model.graph.output, *model.graph.input)}
+    initializers = {init.name for init in model.graph.initializer}
+    chosen: dict[str, None] = {}
+    for node in model.graph.node:
+        if op_types and node.op_type not in op_types:
+            continue
+        for name in (*node.input, *node.output):
+            info = typed.get(name)
+            if (info is not None and name not in initializers and info.type.HasField("tensor_type")
+                    and info.type.tensor_type.elem_type in FLOAT_TYPES):
+                chosen[name] = None
+    return list(chosen)
+
+
+def _reducing_model(model_file: Path, tensors: list[str]):
+    """The OpenVINO model of `model_file` whose outputs are each of `tensors`' minimum and maximum (in that
+    order, as scalars); None when OpenVINO's conversion does not keep one of those tensors by name."""
+    import openvino as ov
+    from openvino import opset13
+
+    model = ov.Core().read_model(str(model_file))
+    by_name = {}
+    for op in model.get_ordered_ops():
+        for output in op.outputs():
+            for name in output.get_names():
+                by_name.setdefault(name, output)
+    if any(name not in by_name for name in tensors):
+        return None
+    results = []
+    for name in tensors:
+        output = by_name[name]
+        axes = opset13.constant(np.arange(len(output.get_partial_shape()), dtype=np.int64))
+        results += [opset13.result(opset13.reduce_min(output, axes, False)),
+                    opset13.result(opset13.reduce_max(output, axes, False))]
+    return ov.Model(results, model.get_parameters())
+
+
+def minmax_ranges(model_file: Path, images: np.ndarray, *, batch_size: int,
+                  op_types: Sequence[str] | None = None) -> dict[str, tuple[float, float]] | None:
+    """Each calibrated tensor's (min, max) over `images`, computed by OpenVINO in f32 on its throughput
+    streams; None where OpenVINO cannot compute one of them (quantize_static then calibrates itself)."""
+    import openvino as ov
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    # What quantize_static calibrates: the model after its shape inference, every op type it can quantize
+    # when none is named.
+    tensors = tensors_to_calibrate(load_model_with_shape_infer(Path(model_file)),
+                                   op_types or sorted({*QLinearOpsRegistry, *QDQRegistry}))
+    reducing = _reducing_model(model_file, tensors)
+    if reducing is None:
+        return None
+    # True f32: the ranges are those of the FP32 model, not of OpenVINO's bf16 default on CPUs that have it.
+    compiled = ov.Core().compile_model(reducing, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                         "PERFORMANCE_HINT": "THROUGHPUT"})
+    queue = ov.AsyncInferQueue(compiled)
+    per_batch: list[np.ndarray] = []
+    queue.set_callback(lambda request, _: per_batch.append(
+        np.array([request.get_output_tensor(i).data for i in range(2 * len(tensors))], dtype=np.float32)))
+    for start in range(0, len(images), batch_size):
+        queue.start_async({0: np.ascontiguousarray(images[start:start + batch_size])})
+    queue.wait_all()
+    stacked = np.stack(per_batch)
+    # nanmin/nanmax over the batches, as onnxruntime's calibrator merges them.
+    lowest, highest = np.nanmin(stacked[:, 0::2], axis=0), np.nanmax(stacked[:, 1::2], axis=0)
+    return {name: (float(lo), float(hi)) for name, lo, hi in zip(tensors, lowest, highest)}
+
+
+def write_calibration_cache(ranges: dict[str, tuple[float, float]], path: Path) -> None:
+    """`ranges` as onnxruntime's MinMax calibration cache (what `quantize_static(calibration_cache_path=)` reads),
+    with the (1,)-shaped float32 arrays its own calibrator produces."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData, save_tensors_data
+
+    data = {name: (np.array([lo], dtype=np.float32), np.array([hi], dtype=np.float32))
+            for name, (lo, hi) in ranges.items()}
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), path)
