@@ -22,25 +22,6 @@ from typing import Sequence
 
 import numpy as np
 
-FLOAT_TYPES = (1, 10)  # onnx TensorProto.FLOAT, FLOAT16: what onnxruntime calibrates
-
-
-def tensors_to_calibrate(model, op_types: Sequence[str] | None) -> list[str]:
-    """The tensors onnxruntime's calibrator picks: float inputs and outputs (not initializers) of the nodes of
-    `op_types` (None: every node), in graph order."""
-    typed = {vi.name: vi for vi in (*model.graph.value_info, *model.graph.output, *model.graph.input)}
-    initializers = {init.name for init in model.graph.initializer}
-    chosen: dict[str, None] = {}
-    for node in model.graph.node:
-        if op_types and node.op_type not in op_types:
-            continue
-        for name in (*node.input, *node.output):
-            info = typed.get(name)
-            if (info is not None and name not in initializers and info.type.HasField("tensor_type")
-                    and info.type.tensor_type.elem_type in FLOAT_TYPES):
-                chosen[name] = None
-    return list(chosen)
-
 
 def _reducing_model(model_file: Path, tensors: list[str]):
     """The OpenVINO model of `model_file` whose outputs are each of `tensors`' minimum and maximum (in that
@@ -71,13 +52,14 @@ def minmax_ranges(model_file: Path, images: np.ndarray, *, batch_size: int,
     """Each calibrated tensor's (min, max) over `images`, computed by OpenVINO in f32 on its throughput
     streams; None where OpenVINO cannot compute one of them (quantize_static then calibrates itself)."""
     import openvino as ov
-    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+    from onnxruntime.quantization.calibrate import MinMaxCalibrater
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-    # What quantize_static calibrates: the model after its shape inference, every op type it can quantize
-    # when none is named.
-    tensors = tensors_to_calibrate(load_model_with_shape_infer(Path(model_file)),
-                                   op_types or sorted({*QLinearOpsRegistry, *QDQRegistry}))
+    # The tensors quantize_static calibrates, picked by its own calibrator's rule (every float input and output
+    # of the nodes of the op types, all it can quantize when none is named); building one loads the model with
+    # onnxruntime's shape inference and starts no session.
+    calibrater = MinMaxCalibrater(Path(model_file), op_types or sorted({*QLinearOpsRegistry, *QDQRegistry}))
+    tensors = sorted(calibrater.select_tensors_to_calibrate(calibrater.model)[0])
     reducing = _reducing_model(model_file, tensors)
     if reducing is None:
         return None
