@@ -249,8 +249,7 @@ def test_histogram_estimators_calibrate_a_set_batches_do_not_divide(onnx_route, 
 @pytest.mark.parametrize("op_types", [None, ("Conv", "Gemm")])
 def test_minmax_ranges_are_onnxruntimes_own(onnx_route, op_types):
     """edgekit's MinMax pass (in OpenVINO) finds the tensors and ranges onnxruntime's calibrator finds."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import load_tensors_data
 
     from edgekit.compress.minmax import minmax_ranges
@@ -263,15 +262,8 @@ def test_minmax_ranges_are_onnxruntimes_own(onnx_route, op_types):
     route = OnnxQDQRoute(fp32, images, algorithm="minmax", per_channel=True, batch_size=16,
                          runtime=adapter_for("onnxruntime"), work=out, op_types=op_types)
     ours = minmax_ranges(route.model, images, batch_size=16, op_types=op_types)
-
-    class Batches(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{route.input_name: images[i:i + 16]} for i in range(0, len(images), 16)])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    quantize_static(str(route.model), str(out / "ort.onnx"), Batches(), quant_format=QuantFormat.QDQ,
+    # onnxruntime's calibrator on the same batches: the route's own reader of its calibration images.
+    quantize_static(str(route.model), str(out / "ort.onnx"), route._reader(), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     op_types_to_quantize=list(op_types) if op_types else None,
                     calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(out / "ort.json"))
