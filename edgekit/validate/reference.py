@@ -1,11 +1,15 @@
 """The reference a bundle is compared with: another bundle, or the FP32 Paddle model it was built from.
 
 The reference always runs on the host, on exactly the images the candidate
-classified, each model with its own manifest's preprocessing.
+classified, each model with its own manifest's preprocessing. A `.pdparams`
+source runs as the Paddle inference program exported from it (PaddleClas's own
+deployment route), cached by the weights' sha256: Paddle Inference takes 45-57 ms
+a ResNet50 image at 224 where the dygraph model takes 240-396 (2 Zen 4 cores).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -75,8 +79,37 @@ def source_reference(manifest: dict) -> tuple[Reference | None, str]:
     expected = weights.get("sha256")
     if expected and file_sha256(path) != expected:
         return None, f"the source weights {path} changed since the bundle was built (sha256 differs)"
-    return Reference("paddle-source", f"Paddle {name} FP32 with {path.name} (the bundle's source)", path, pp,
-                     classes, "paddle"), ""
+    size = manifest["input"]["shape"][-1]
+    program = exported_source(name, classes, path, expected or file_sha256(path), size)
+    if program is not None:
+        return Reference("paddle-source", f"Paddle Inference on {name} FP32 exported from {path.name} (the bundle's "
+                         "source)", program, pp, classes, "paddle-inference"), ""
+    return Reference("paddle-source", f"Paddle {name} FP32 with {path.name} (the bundle's source, dygraph: it did not "
+                     "export)", path, pp, classes, "paddle"), ""
+
+
+def exported_source(model_name: str, num_classes: int, weights: Path, sha256: str, size: int) -> Path | None:
+    """The legacy inference program of `weights` under the user cache (exported on first use), or None when
+    the export fails: then the dygraph model is the reference, slower but the same numbers."""
+    import hashlib
+    from importlib.metadata import version
+
+    from edgekit.build.cache import source_digest
+    from edgekit.bundle import atomic_directory
+    from edgekit.export.paddle import MODEL_FILE, export_legacy_program
+    from edgekit.toolchains.lite_layout import cache_root
+
+    inputs = [model_name, num_classes, sha256, size, source_digest(), version("paddlepaddle")]
+    key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+    entry = cache_root() / "references" / key[:32]
+    if (entry / MODEL_FILE).is_file():
+        return entry / MODEL_FILE
+    try:
+        with atomic_directory(entry, force=True) as tmp:
+            export_legacy_program(model_name, num_classes, weights, tmp, size)
+    except (EdgekitError, OSError):  # e.g. a read-only cache
+        return None
+    return entry / MODEL_FILE
 
 
 def output_kind(manifest: dict) -> str:
