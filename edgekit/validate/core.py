@@ -182,7 +182,7 @@ def plan_validation(bundle: str | Path, data: str | Path, *, root: str | Path | 
     if reference is not None:
         ref = reference_bundle(reference, run_manifest)
     elif use_reference:
-        ref, ref_reason = source_reference(run_manifest)
+        ref, ref_reason = source_reference(run_manifest, images=len(samples))
     else:
         ref_reason = "skipped with --no-reference"
     if max_drop is not None and ref is None:
