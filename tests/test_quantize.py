@@ -337,6 +337,36 @@ def test_undecodable_images_are_counted_and_skipped(digits_model, tmp_path):
     assert decoded.calibration.shape[1:] == (3, SIZE, SIZE)
 
 
+def test_a_split_that_does_not_train_decodes_only_its_images_and_replaces_broken_ones(digits_model, tmp_path):
+    import dataclasses
+
+    from edgekit.compress.calibration import load_compression_data, open_calibration_set, plan_split
+    from edgekit.zoo.cards import get_card
+
+    _, ds, calib = digits_model
+    lines = [f"{ds.root / path} {label}" for path, label in
+             (line.rsplit(maxsplit=1) for line in calib.read_text().splitlines()[:120])]
+    # The seeded shuffle (seed 0) of 121 lines puts list index order[0] first: make that one undecodable.
+    order = np.random.default_rng(0).permutation(121)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    lines.insert(int(order[0]), f"{tmp_path / 'broken.png'} 3")
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(lines) + "\n")
+    data = open_calibration_set(listing)
+    pp = dataclasses.replace(get_card(MODEL).preprocessing, resize_short=SIZE, crop=SIZE)
+    plans = {trains: plan_split(data, holdout_images=30, calibration_images=20, max_drop=None, trains=trains)
+             for trains in (True, False)}
+    full, ptq = (load_compression_data(data, plans[trains], pp, 10) for trains in (True, False))
+    assert full.skipped == ptq.skipped == 1
+    # PTQ decoded 51 images (50 and the next one in place of the broken one), and they are the ones the full
+    # decode puts in the held-out and calibration parts.
+    assert len(ptq.holdout_images) == len(full.holdout_images) == 30 and len(ptq.calibration) == 20
+    assert len(ptq.train_images) == 20 and len(full.train_images) == 90
+    assert np.array_equal(ptq.holdout_images, full.holdout_images) and np.array_equal(ptq.holdout_labels,
+                                                                                       full.holdout_labels)
+    assert np.array_equal(ptq.calibration, full.calibration)
+
+
 def test_calibration_set_that_does_not_decode_exits_2_and_writes_nothing(digits_model, tmp_path):
     weights, _, _ = digits_model
     folder = tmp_path / "classes"

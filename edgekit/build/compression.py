@@ -84,7 +84,7 @@ def plan_compression(recipe: Recipe, adapter: RuntimeAdapter, calib: str | Path 
     data.check_labels(num_classes)
     split = plan_split(data, holdout_images=quant.holdout_images if quant else 0,
                        calibration_images=getattr(quant, "calibration_images", 256),
-                       max_drop=getattr(quant, "max_drop", None))
+                       max_drop=getattr(quant, "max_drop", None), trains=bool(trains))
     return CompressionPlan(data=data, split=split, calib=Path(calib))
 
 

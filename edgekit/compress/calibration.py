@@ -32,10 +32,17 @@ class SplitPlan:
     total: int
     holdout: int
     calibration: int
+    # Passes that train use every image beyond the held-out part; otherwise only holdout + calibration are
+    # decoded (a PTQ build given ImageNet's 50,000-image val list decodes 756 of them, not 30 GB).
+    trains: bool = True
+
+    @property
+    def needed(self) -> int:
+        return self.total if self.trains else min(self.total, self.holdout + self.calibration)
 
 
 def plan_split(data: LabeledImages, *, holdout_images: int, calibration_images: int,
-               max_drop: float | None, option: str = "--calib") -> SplitPlan:
+               max_drop: float | None, trains: bool = True, option: str = "--calib") -> SplitPlan:
     """Check `data` is big enough for the recipe; raises EdgekitError naming `option` and the file."""
     total = len(data)
     # Held-out and calibration images share the set; neither takes more than half of a small one.
@@ -53,7 +60,7 @@ def plan_split(data: LabeledImages, *, holdout_images: int, calibration_images: 
                                f"steps of {1 / max(holdout, 1):.4f}; max_drop {max_drop:g} needs at least "
                                f"{needed} held-out images ({2 * needed} images in {option}, or raise "
                                "holdout_images in the recipe), or a larger max_drop.")
-    return SplitPlan(total, holdout, calibration)
+    return SplitPlan(total, holdout, calibration, trains)
 
 
 @dataclass(frozen=True)
@@ -80,15 +87,14 @@ class CompressionData:
 
 def load_compression_data(data: LabeledImages, split: SplitPlan, preprocessing: Preprocessing, num_classes: int,
                           *, seed: int = 0, option: str = "--calib") -> CompressionData:
-    """Decode the split; undecodable images are skipped and counted (the split shrinks accordingly)."""
-    from edgekit.training.decoded import decode_images
-
+    """Decode the split's images; undecodable ones are skipped and counted, and replaced by the next images of
+    the shuffle where the split does not use them all (else the split shrinks accordingly)."""
     data.check_labels(num_classes)
     order = np.random.default_rng(seed).permutation(len(data))
     shuffled = LabeledImages(tuple(data.samples[i] for i in order), data.source, data.class_names)
-    decoded = decode_images(shuffled, preprocessing, option=option)
-    _check_skipped(decoded.skipped, len(data), data.source, option)
-    kept_fraction = len(decoded) / max(len(data), 1)
+    decoded, attempted = _decode_first(shuffled, split.needed, preprocessing, option)
+    _check_skipped(decoded.skipped, attempted, data.source, option)
+    kept_fraction = min(1.0, len(decoded) / max(split.needed, 1))
     holdout = int(round(split.holdout * kept_fraction))
     rest = len(decoded) - holdout
     if rest < MIN_CALIBRATION_IMAGES:
@@ -101,6 +107,25 @@ def load_compression_data(data: LabeledImages, split: SplitPlan, preprocessing: 
                            holdout_images=images[:holdout], holdout_labels=labels[:holdout], source=data.source,
                            skipped=len(decoded.skipped),
                            skipped_examples=tuple(str(p) for p in decoded.skipped[:SKIPPED_LISTED]))
+
+
+def _decode_first(shuffled: LabeledImages, needed: int, preprocessing: Preprocessing, option: str):
+    """(the first `needed` decodable images of `shuffled`, how many were tried)."""
+    from edgekit.training.decoded import DecodedImages, decode_images
+
+    parts, skipped, tried = [], [], 0
+    while not parts or (tried < len(shuffled) and sum(len(p) for p in parts) < needed):
+        chunk = shuffled.samples[tried:tried + needed - sum(len(p) for p in parts)]
+        tried += len(chunk)
+        part = decode_images(LabeledImages(chunk, shuffled.source, shuffled.class_names), preprocessing,
+                             min_images=0, option=option)
+        parts.append(part)
+        skipped.extend(part.skipped)
+    images = parts[0].images if len(parts) == 1 else np.concatenate([p.images for p in parts])
+    labels = np.concatenate([p.labels for p in parts])
+    # Through decode_images again only for its "too few usable images" error.
+    return decode_images(DecodedImages(images, labels, shuffled.source, tuple(skipped)), preprocessing,
+                         option=option), tried
 
 
 def _check_skipped(skipped, total: int, source: str, option: str) -> None:
