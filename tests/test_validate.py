@@ -315,18 +315,23 @@ def test_local_validation_of_a_trained_bundle(onnx_bundle, digits, tmp_path):
     verify_files(bundle, manifest)
 
 
-def test_a_pdparams_source_reference_exports_once_to_paddle_inference_and_computes_the_same(
+def test_a_pdparams_source_reference_runs_its_cached_paddle_build_and_computes_the_same(
         onnx_bundle, digits, tmp_path, monkeypatch):
     from edgekit import portable
+    from edgekit.build.cache import entries
     from edgekit.validate.reference import open_reference, source_reference
 
-    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))  # a cold cache: the export runs here
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))  # a cold cache: the build runs here
     manifest = read_manifest(onnx_bundle)
-    few, _ = source_reference(manifest, images=10)  # 10 digits at 32 px: not worth an export
+    few, _ = source_reference(manifest, images=10)  # 10 digits at 32 px: not worth a build
     assert few.runtime == "paddle" and few.path.suffix == ".pdparams" and not (tmp_path / "cache").exists()
     exported, _ = source_reference(manifest, images=10, export_min_gflop=0.0)
-    assert exported.runtime == "paddle-inference" and exported.path.name == "inference.pdmodel"
-    assert exported.path.is_relative_to(tmp_path / "cache" / "references")
+    assert exported.runtime == "paddle-inference" and exported.path.suffix == ".pdmodel"
+    # The paddle target's build of the same weights, parity-checked, listed and pruned like any cached build.
+    [entry] = entries()
+    assert exported.path.parent == entry.bundle and (entry.model, entry.target) == ("ResNet18", "paddle")
+    paddle_manifest = read_manifest(entry.bundle)
+    assert paddle_manifest["parity"]["passed"] and paddle_manifest["weights"]["sha256"] == manifest["weights"]["sha256"]
     stamp = exported.path.stat().st_mtime_ns
     again, _ = source_reference(manifest)  # no image count: always Paddle Inference, from the cache
     assert again.path == exported.path and again.path.stat().st_mtime_ns == stamp

@@ -262,6 +262,26 @@ def cached_build(plan: BuildPlan, progress: Callable[[str], None] | None = None,
                              cache=CacheInfo(key, False, True, seconds))
 
 
+def cached_bundle(plan: BuildPlan, progress: Callable[[str], None] | None = None,
+                  root: Path | None = None) -> Path:
+    """The cache entry's own bundle for `plan`, built and stored first on a miss: for callers that only run it
+    (validate's FP32 reference), so nothing is copied out. `plan.out` is not written."""
+    import dataclasses
+
+    key = build_key(plan)
+    entry = lookup(key, root)
+    if entry is None:
+        start = time.perf_counter()
+        scratch = scratch_dir(".reference-build")
+        try:
+            built = run_build(dataclasses.replace(plan, out=scratch / "bundle", force=True), progress=progress)
+            entry = store(key, built.path, time.perf_counter() - start, root)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    os.utime(entry.path / ENTRY)  # last use, for prune
+    return entry.bundle
+
+
 # --------------------------------------------------------------------------- ls / prune
 
 

@@ -3,15 +3,14 @@
 The reference always runs on the host, on exactly the images the candidate
 classified, each model with its own manifest's preprocessing. A `.pdparams`
 source with enough work ahead (EXPORT_MIN_GFLOP) runs as the Paddle inference
-program exported from it (PaddleClas's own deployment route), cached by the
-weights' sha256: Paddle Inference takes 45-57 ms a ResNet50 image at 224 where the
-dygraph model takes 240-396 (2 Zen 4 cores). Below that the export would cost more
-than it saves, and the dygraph model runs.
+program of its `paddle` target build (PaddleClas's own deployment route, parity-
+checked against the weights, kept in the build cache): Paddle Inference takes
+45-57 ms a ResNet50 image at 224 where the dygraph model takes 240-396 (2 Zen 4
+cores). Below that the build would cost more than it saves, and the dygraph runs.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -91,10 +90,10 @@ def source_reference(manifest: dict, images: int | None = None,
     work = None if images is None else images * _gflops_at(name, size)
     program = None
     if work is None or work >= export_min_gflop:
-        program = exported_source(name, classes, path, expected or file_sha256(path), size)
+        program = exported_source(name, classes, path, size)
     if program is not None:
         return Reference("paddle-source", f"Paddle Inference on {name} FP32 exported from {path.name} (the bundle's "
-                         "source)", program, pp, classes, "paddle-inference"), ""
+                         "source; its paddle build, cached)", program, pp, classes, "paddle-inference"), ""
     return Reference("paddle-source", f"Paddle {name} FP32 with {path.name} (the bundle's source, dygraph)", path, pp,
                      classes, "paddle"), ""
 
@@ -108,28 +107,20 @@ def _gflops_at(model_name: str, size: int) -> float:
     return float("inf") if not flops else flops * (size / card.crop_size) ** 2
 
 
-def exported_source(model_name: str, num_classes: int, weights: Path, sha256: str, size: int) -> Path | None:
-    """The legacy inference program of `weights` under the user cache (exported on first use), or None when
-    the export fails: then the dygraph model is the reference, slower but the same numbers."""
-    import hashlib
-    from importlib.metadata import version
+def exported_source(model_name: str, num_classes: int, weights: Path, size: int) -> Path | None:
+    """The Paddle inference program of `weights`: the model file of their `paddle` target build (the seeds'
+    route, parity-checked against these weights), from the build cache or built into it on first use. None
+    when that build fails: then the dygraph model is the reference, slower but the same numbers."""
+    from edgekit.build.cache import cache_dir, cached_bundle
+    from edgekit.build.plan import plan_build
 
-    from edgekit.build.cache import source_digest
-    from edgekit.bundle import atomic_directory
-    from edgekit.export.paddle import MODEL_FILE, export_legacy_program
-    from edgekit.toolchains.lite_layout import cache_root
-
-    inputs = [model_name, num_classes, sha256, size, source_digest(), version("paddlepaddle")]
-    key = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
-    entry = cache_root() / "references" / key[:32]
-    if (entry / MODEL_FILE).is_file():
-        return entry / MODEL_FILE
     try:
-        with atomic_directory(entry, force=True) as tmp:
-            export_legacy_program(model_name, num_classes, weights, tmp, size)
+        plan = plan_build(model_name, "paddle", weights=weights, num_classes=num_classes, input_size=size,
+                          out=cache_dir() / ".unused", force=True)  # cached_bundle writes no --out
+        bundle = cached_bundle(plan)
     except (EdgekitError, OSError):  # e.g. a read-only cache
         return None
-    return entry / MODEL_FILE
+    return bundle / read_manifest(bundle)["artifact"]["model_file"]
 
 
 def output_kind(manifest: dict) -> str:
