@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/validate_throughput.py photos [--images 2000] [--workers 2]
     .venv/bin/python benchmarks/validate_throughput.py scale [--images 50000] [--ssh URL --device-python PY ...]
+    .venv/bin/python benchmarks/validate_throughput.py reference [--images 200] [--model ResNet50] [--rounds 2]
 
 `photos`: ImageNet-like JPEGs (~500x375, cut from scikit-image's photos) through a
 ResNet18 at 224 (onnx, 1000 classes): end-to-end images/s against inference
@@ -9,6 +10,9 @@ alone and against decoding alone, i.e. whether decoding keeps up with the model.
 `scale`: 50,000 list lines (digits PNGs, repeated) through a 1000-class
 SqueezeNet1_1 at 32x32, locally and optionally over ssh: the bookkeeping
 (hashing, job file, 50,000 x 1000 logits streamed back) at ImageNet-val size.
+`reference`: the FP32 source reference of a `.pdparams` build, as validate runs it: Paddle Inference on
+the weights' cached `paddle` build (that build timed once, cold: export and parity check) against the
+dygraph model, interleaved over the same preprocessed photos, with how far their logits differ.
 Weights are random (speed does not depend on them).
 """
 
@@ -104,9 +108,52 @@ def scale(args, work: Path) -> dict:
     return {"images": args.images, "classes": 1000, **results}
 
 
+def reference(args, work: Path) -> dict:
+    import os
+    import shutil
+
+    import paddle
+
+    from edgekit import portable
+    from edgekit.validate.reference import Reference, exported_source, open_reference
+    from edgekit.zoo import create_model
+    from edgekit.zoo.cards import get_card
+
+    listing = make_photos(work / "photos", args.images)
+    weights = work / f"{args.model}-1000.pdparams"
+    if not weights.is_file():
+        with paddle.utils.unique_name.guard():
+            paddle.save(create_model(args.model, num_classes=1000).state_dict(), str(weights))
+    pp = get_card(args.model).preprocessing
+    paths = [listing.parent / line.split()[0] for line in listing.read_text().splitlines()]
+    images = np.stack([portable.preprocess(portable.decode(p), pp.to_dict()) for p in paths])
+    batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]
+    cache = work / "cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    os.environ["EDGEKIT_CACHE_DIR"] = str(cache)  # a cold export: nothing cached yet
+    start = time.perf_counter()
+    program = exported_source(args.model, 1000, weights, pp.crop)
+    export_s = time.perf_counter() - start
+    refs = {"paddle-inference": Reference("paddle-source", "exported", program, pp, 1000, "paddle-inference"),
+            "dygraph": Reference("paddle-source", "dygraph", weights, pp, 1000, "paddle")}
+    seconds = {name: [] for name in refs}
+    outputs = {}
+    for _ in range(args.rounds):
+        for name, ref in refs.items():  # interleaved: both see the same machine state
+            start = time.perf_counter()
+            infer, _ = open_reference(ref, args.model, None)
+            outputs[name] = np.concatenate([np.asarray(infer(b)) for b in batches])
+            seconds[name].append(round(time.perf_counter() - start, 2))
+    a, b = outputs["paddle-inference"], outputs["dygraph"]
+    return {"model": args.model, "size": pp.crop, "images": len(images), "batch": args.batch,
+            "paddle_build_s_cold": round(export_s, 1), "seconds_open_and_run": seconds,
+            "ms_per_image": {k: round(1000 * min(v) / len(images), 1) for k, v in seconds.items()},
+            "max_abs_diff": float(np.abs(a - b).max()), "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["photos", "scale"])
+    parser.add_argument("mode", choices=["photos", "scale", "reference"])
     parser.add_argument("--images", type=int)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int)
@@ -114,10 +161,12 @@ def main() -> None:
     parser.add_argument("--ssh", help="ssh://user@host[:port] for the scale mode")
     parser.add_argument("--device-python")
     parser.add_argument("--ssh-option", action="append", default=[])
+    parser.add_argument("--model", default="ResNet50", help="reference mode's network (at its card's size)")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    args.images = args.images or (2000 if args.mode == "photos" else 50_000)
+    args.images = args.images or {"photos": 2000, "scale": 50_000, "reference": 200}[args.mode]
     args.work.mkdir(parents=True, exist_ok=True)
-    result = photos(args, args.work) if args.mode == "photos" else scale(args, args.work)
+    result = {"photos": photos, "scale": scale, "reference": reference}[args.mode](args, args.work)
     print(json.dumps(result, indent=1))
 
 

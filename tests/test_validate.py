@@ -323,24 +323,31 @@ def test_a_pdparams_source_reference_runs_its_cached_paddle_build_and_computes_t
 
     monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))  # a cold cache: the build runs here
     manifest = read_manifest(onnx_bundle)
+    name = manifest["model"]["name"]
     few, _ = source_reference(manifest, images=10)  # 10 digits at 32 px: not worth a build
-    assert few.runtime == "paddle" and few.path.suffix == ".pdparams" and not (tmp_path / "cache").exists()
-    exported, _ = source_reference(manifest, images=10, export_min_gflop=0.0)
-    assert exported.runtime == "paddle-inference" and exported.path.suffix == ".pdmodel"
-    # The paddle target's build of the same weights, parity-checked, listed and pruned like any cached build.
-    [entry] = entries()
-    assert exported.path.parent == entry.bundle and (entry.model, entry.target) == ("ResNet18", "paddle")
-    paddle_manifest = read_manifest(entry.bundle)
-    assert paddle_manifest["parity"]["passed"] and paddle_manifest["weights"]["sha256"] == manifest["weights"]["sha256"]
-    stamp = exported.path.stat().st_mtime_ns
-    again, _ = source_reference(manifest)  # no image count: always Paddle Inference, from the cache
-    assert again.path == exported.path and again.path.stat().st_mtime_ns == stamp
+    assert few.runtime == "paddle" and not few.paddle_build and few.path.suffix == ".pdparams"
+    many, _ = source_reference(manifest, images=10, export_min_gflop=0.0)
+    assert many.runtime == "paddle-inference" and many.paddle_build
+    assert not (tmp_path / "cache").exists()  # planned only: the build waits until the reference opens
     pp = manifest["preprocessing"]
     paths = [digits.root / line.split()[0] for line in digits.val_list.read_text().splitlines()[:64]]
     batch = np.stack([portable.preprocess(portable.decode(p), pp) for p in paths])
-    ours = np.asarray(open_reference(exported, manifest["model"]["name"], None)(batch))
-    theirs = np.asarray(open_reference(few, manifest["model"]["name"], None)(batch))
-    assert ours.shape == theirs.shape == (64, 10) and (ours.argmax(1) == theirs.argmax(1)).all()
+    notes = []
+    infer, opened = open_reference(many, name, None, note=notes.append)
+    assert opened == many and len(notes) == 1 and "paddle target build" in notes[0]
+    ours = np.asarray(infer(batch))
+    # The paddle target's build of the same weights, parity-checked, listed and pruned like any cached build.
+    [entry] = entries()
+    assert (entry.model, entry.target) == ("ResNet18", "paddle")
+    paddle_manifest = read_manifest(entry.bundle)
+    assert paddle_manifest["parity"]["passed"] and paddle_manifest["weights"]["sha256"] == manifest["weights"]["sha256"]
+    stamp = (entry.bundle / paddle_manifest["artifact"]["model_file"]).stat().st_mtime_ns
+    open_reference(many, name, None)  # again: from the cache, not rebuilt
+    assert [e.key for e in entries()] == [entry.key]
+    assert (entry.bundle / paddle_manifest["artifact"]["model_file"]).stat().st_mtime_ns == stamp
+    dygraph, opened = open_reference(few, name, None)
+    theirs = np.asarray(dygraph(batch))
+    assert opened == few and ours.shape == theirs.shape == (64, 10) and (ours.argmax(1) == theirs.argmax(1)).all()
     assert np.abs(ours - theirs).max() <= 1e-4 * max(1.0, np.abs(theirs).max())
 
 

@@ -204,8 +204,8 @@ def _run_reference(plan: ValidationPlan, run: DeviceRun, progress: Progress) -> 
     """Reference logits on the images the device classified; metrics on the images both classified."""
     from edgekit.devices.local import run_pipeline
 
-    ref = plan.reference
-    infer = open_reference(ref, plan.manifest["model"]["name"], plan.threads)
+    infer, ref = open_reference(plan.reference, plan.manifest["model"]["name"], plan.threads,
+                                note=lambda message: progress("reference", 0, len(run.positions), message))
     images = [plan.images[p] for p in run.positions]
     collector = BatchCollector()
     _, stopped = run_pipeline(images, ref.preprocessing, infer, plan.batch, plan.workers, collector, progress,

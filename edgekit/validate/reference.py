@@ -11,6 +11,7 @@ cores). Below that the build would cost more than it saves, and the dygraph runs
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,7 @@ class Reference:
     num_classes: int
     runtime: str | None = None  # bundles: their runtime; sources: "paddle" or "paddle-inference"
     output_kind: str = "logits"  # "probabilities" when the network ends in PaddleClas's softmax head
+    paddle_build: bool = False  # a .pdparams source run as its cached paddle build (made when first opened)
 
 
 def reference_bundle(path: str | Path, candidate: dict) -> Reference:
@@ -62,7 +64,8 @@ def reference_bundle(path: str | Path, candidate: dict) -> Reference:
 def source_reference(manifest: dict, images: int | None = None,
                      export_min_gflop: float = EXPORT_MIN_GFLOP) -> tuple[Reference | None, str]:
     """The FP32 Paddle model named by the manifest's weights, or None and why not. A `.pdparams` source
-    runs in Paddle Inference when `images` of it are at least `export_min_gflop` of work (None: always)."""
+    runs as its paddle build when `images` of it are at least `export_min_gflop` of work (None: always);
+    that build happens when the reference is opened, so planning stays quick."""
     from edgekit.hashing import file_sha256
 
     weights = manifest.get("weights", {})
@@ -88,14 +91,13 @@ def source_reference(manifest: dict, images: int | None = None,
         return None, f"the source weights {path} changed since the bundle was built (sha256 differs)"
     size = manifest["input"]["shape"][-1]
     work = None if images is None else images * _gflops_at(name, size)
-    program = None
+    dygraph = Reference("paddle-source", f"Paddle {name} FP32 with {path.name} (the bundle's source, dygraph)", path,
+                        pp, classes, "paddle")
     if work is None or work >= export_min_gflop:
-        program = exported_source(name, classes, path, size)
-    if program is not None:
-        return Reference("paddle-source", f"Paddle Inference on {name} FP32 exported from {path.name} (the bundle's "
-                         "source; its paddle build, cached)", program, pp, classes, "paddle-inference"), ""
-    return Reference("paddle-source", f"Paddle {name} FP32 with {path.name} (the bundle's source, dygraph)", path, pp,
-                     classes, "paddle"), ""
+        return dataclasses.replace(dygraph, name=f"Paddle Inference on {name} FP32 from {path.name} (the bundle's "
+                                   "source, as its cached paddle build)", runtime="paddle-inference",
+                                   paddle_build=True), ""
+    return dygraph, ""
 
 
 def _gflops_at(model_name: str, size: int) -> float:
@@ -127,17 +129,27 @@ def output_kind(manifest: dict) -> str:
     return manifest.get("output", {}).get("kind", "logits")
 
 
-def open_reference(reference: Reference, model_name: str, threads: int | None) -> Callable[[np.ndarray], Any]:
-    """A callable batch -> logits for the reference model."""
+def open_reference(reference: Reference, model_name: str, threads: int | None,
+                   note: Callable[[str], None] = lambda message: None) -> tuple[Callable[[np.ndarray], Any], Reference]:
+    """(a callable batch -> logits for the reference model, the reference that runs: a source whose paddle build
+    fails runs as its dygraph, and says so)."""
+    from edgekit.targets import source_adapter
+
     if reference.kind == "bundle":
         from edgekit.runtime import load
 
         options = {"threads": threads} if threads else {}
-        return load(reference.path, verify=False, **options).backend
+        return load(reference.path, verify=False, **options).backend, reference
+    if reference.paddle_build:
+        note(f"reference: {model_name}'s paddle target build of {reference.path.name} (once; kept in the build "
+             "cache)")
+        program = exported_source(model_name, reference.num_classes, reference.path, reference.preprocessing.crop)
+        if program is not None:
+            return source_adapter().open(program, threads=threads), reference
+        reference = dataclasses.replace(reference, name=reference.name.replace(
+            "as its cached paddle build", "dygraph: its paddle build failed"), runtime="paddle", paddle_build=False)
     if reference.path.suffix in (".pdmodel", ".json"):  # an inference program, not training weights
-        from edgekit.targets import source_adapter
-
-        return source_adapter().open(reference.path, threads=threads)
+        return source_adapter().open(reference.path, threads=threads), reference
     import paddle
 
     from edgekit.zoo import create_model
@@ -152,4 +164,4 @@ def open_reference(reference: Reference, model_name: str, threads: int | None) -
         with paddle.no_grad():
             return model(paddle.to_tensor(batch)).numpy()
 
-    return run
+    return run, reference
