@@ -117,8 +117,10 @@ def _calib_with_broken(digits, tmp_path: Path, broken: int) -> Path:
 
 def test_a_few_unreadable_calibration_images_are_named(tmp_path, digits):
     calib = _calib_with_broken(digits, tmp_path, broken=3)
+    # 200 held out + 200 calibration: every image of the 400 is decoded (a PTQ build decodes only those it
+    # uses, so with --calib-limit some broken ones might never be read).
     result = runner.invoke(app, _build("--recipe", "ptq-int8", "--calib", str(calib), "--num-classes", "10",
-                                       "--max-drop", "1", "--calib-limit", "32", "--out", str(tmp_path / "out")))
+                                       "--max-drop", "1", "--out", str(tmp_path / "out")))
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "3 --calib images could not be decoded" in text and "0.png" in text

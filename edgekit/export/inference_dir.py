@@ -61,8 +61,7 @@ def read_inference_dir(directory: str | Path) -> InferenceDir:
     directory = Path(directory)
     program, params = program_files(directory)
     form = PROGRAM_FILES[program.name]
-    reader = _read_pir if form == "pir" else _read_legacy
-    input_name, input_shape, output_name, output_shape, head = reader(program)
+    input_name, input_shape, output_name, output_shape, head = _read_io(program)
     num_outputs = output_shape[-1] if output_shape and output_shape[-1] > 0 else None
     if len(input_shape) != 4 or input_shape[1] not in (3, -1):
         raise EdgekitError(f"{program} takes input {input_name!r} of shape {list(input_shape)}; an image "
@@ -74,9 +73,20 @@ def read_inference_dir(directory: str | Path) -> InferenceDir:
 
 def program_io(program: Path) -> tuple[str, str]:
     """(input name, output name) of a legacy `.pdmodel` or PIR `.json` program."""
-    reader = _read_pir if program.suffix == ".json" else _read_legacy
-    input_name, _, output_name, _, _ = reader(program)
+    input_name, _, output_name, _, _ = _read_io(program)
     return input_name, output_name
+
+
+def _read_io(program: Path):
+    """(input name, input shape, output name, output shape, head) of either program form; a program whose
+    structure is not what Paddle writes (a truncated or hand-edited file) is named, never a traceback."""
+    reader = _read_pir if program.suffix == ".json" else _read_legacy
+    try:
+        return reader(program)
+    except (KeyError, IndexError, TypeError, AttributeError, StopIteration, ValueError) as exc:
+        raise EdgekitError(f"{program} does not have the structure of a Paddle inference program "
+                           f"({type(exc).__name__}: {exc}); export it again with PaddleClas's "
+                           "tools/export_model.py.") from None
 
 
 def _read_legacy(program_file: Path):
