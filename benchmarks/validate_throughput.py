@@ -115,7 +115,7 @@ def reference(args, work: Path) -> dict:
     import paddle
 
     from edgekit import portable
-    from edgekit.validate.reference import Reference, exported_source, open_reference
+    from edgekit.validate.reference import Reference, open_reference, paddle_build_program
     from edgekit.zoo import create_model
     from edgekit.zoo.cards import get_card
 
@@ -132,7 +132,7 @@ def reference(args, work: Path) -> dict:
     shutil.rmtree(cache, ignore_errors=True)
     os.environ["EDGEKIT_CACHE_DIR"] = str(cache)  # a cold export: nothing cached yet
     start = time.perf_counter()
-    program = exported_source(args.model, 1000, weights, pp.crop)
+    program = paddle_build_program(args.model, 1000, weights, pp.crop)
     export_s = time.perf_counter() - start
     refs = {"paddle-inference": Reference("paddle-source", "exported", program, pp, 1000, "paddle-inference"),
             "dygraph": Reference("paddle-source", "dygraph", weights, pp, 1000, "paddle")}

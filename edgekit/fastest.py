@@ -186,7 +186,7 @@ def build_fastest(model: str, *, precision: str = "fp32", candidates: str | Sequ
                 outcomes[candidate] = _outcome(candidate, "rejected", f"build failed: {exc}")
         checked = {}
         # The seeds' route, parity-checked against the source, is the FP32 reference when it was built; else the
-        # source, which validate exports to a Paddle Inference program first (5-9x faster than its dygraph).
+        # source, which validate runs as its cached paddle build when the images are worth it (7x its dygraph).
         paddle_fp32 = next((path for c, path in built.items() if c.label == BASELINE), None)
         for candidate in [c for c in built if c.precision == "bf16" and calib is not None]:
             say(f"{candidate.label}: top-1 on --calib against {BASELINE if paddle_fp32 else 'the FP32 source'}")

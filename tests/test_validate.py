@@ -326,7 +326,7 @@ def test_a_pdparams_source_reference_runs_its_cached_paddle_build_and_computes_t
     name = manifest["model"]["name"]
     few, _ = source_reference(manifest, images=10)  # 10 digits at 32 px: not worth a build
     assert few.runtime == "paddle" and not few.paddle_build and few.path.suffix == ".pdparams"
-    many, _ = source_reference(manifest, images=10, export_min_gflop=0.0)
+    many, _ = source_reference(manifest, images=10, build_min_gflop=0.0)
     assert many.runtime == "paddle-inference" and many.paddle_build
     assert not (tmp_path / "cache").exists()  # planned only: the build waits until the reference opens
     pp = manifest["preprocessing"]

@@ -113,14 +113,15 @@ def _decode_first(shuffled: LabeledImages, needed: int, preprocessing: Preproces
     """(the first `needed` decodable images of `shuffled`, how many were tried)."""
     from edgekit.training.decoded import DecodedImages, decode_images
 
-    parts, skipped, tried = [], [], 0
-    while not parts or (tried < len(shuffled) and sum(len(p) for p in parts) < needed):
-        chunk = shuffled.samples[tried:tried + needed - sum(len(p) for p in parts)]
+    parts, skipped, tried, kept = [], [], 0, 0
+    while not parts or (tried < len(shuffled) and kept < needed):
+        chunk = shuffled.samples[tried:tried + needed - kept]
         tried += len(chunk)
         part = decode_images(LabeledImages(chunk, shuffled.source, shuffled.class_names), preprocessing,
                              min_images=0, option=option)
         parts.append(part)
         skipped.extend(part.skipped)
+        kept += len(part)
     images = parts[0].images if len(parts) == 1 else np.concatenate([p.images for p in parts])
     labels = np.concatenate([p.labels for p in parts])
     # Through decode_images again only for its "too few usable images" error.

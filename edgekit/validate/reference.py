@@ -2,7 +2,7 @@
 
 The reference always runs on the host, on exactly the images the candidate
 classified, each model with its own manifest's preprocessing. A `.pdparams`
-source with enough work ahead (EXPORT_MIN_GFLOP) runs as the Paddle inference
+source with enough work ahead (PADDLE_BUILD_MIN_GFLOP) runs as the Paddle inference
 program of its `paddle` target build (PaddleClas's own deployment route, parity-
 checked against the weights, kept in the build cache): on a 2-core Zen 3, 73 ms a
 ResNet50 image at 224 against the dygraph's 511, after a 15.5 s first build
@@ -26,7 +26,7 @@ from edgekit.preprocessing import Preprocessing
 # Reference work (images x GFLOPs an image at the bundle's size) from which a `.pdparams` source's first paddle
 # build (15.5 s for ResNet50 at 224, 0.44 s saved an image) pays for itself: ResNet50 at 224, 37 images; a 32-px
 # digits ResNet18, 4,000.
-EXPORT_MIN_GFLOP = 300.0
+PADDLE_BUILD_MIN_GFLOP = 300.0
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ def reference_bundle(path: str | Path, candidate: dict) -> Reference:
 
 
 def source_reference(manifest: dict, images: int | None = None,
-                     export_min_gflop: float = EXPORT_MIN_GFLOP) -> tuple[Reference | None, str]:
+                     build_min_gflop: float = PADDLE_BUILD_MIN_GFLOP) -> tuple[Reference | None, str]:
     """The FP32 Paddle model named by the manifest's weights, or None and why not. A `.pdparams` source
-    runs as its paddle build when `images` of it are at least `export_min_gflop` of work (None: always);
+    runs as its paddle build when `images` of it are at least `build_min_gflop` of work (None: always);
     that build happens when the reference is opened, so planning stays quick."""
     from edgekit.hashing import file_sha256
 
@@ -95,7 +95,7 @@ def source_reference(manifest: dict, images: int | None = None,
     work = None if images is None else images * _gflops_at(name, size)
     dygraph = Reference("paddle-source", f"Paddle {name} FP32 with {path.name} (the bundle's source, dygraph)", path,
                         pp, classes, "paddle")
-    if work is None or work >= export_min_gflop:
+    if work is None or work >= build_min_gflop:
         return dataclasses.replace(dygraph, name=f"Paddle Inference on {name} FP32 from {path.name} (the bundle's "
                                    "source, as its cached paddle build)", runtime="paddle-inference",
                                    paddle_build=True), ""
@@ -111,7 +111,7 @@ def _gflops_at(model_name: str, size: int) -> float:
     return float("inf") if not flops else flops * (size / card.crop_size) ** 2
 
 
-def exported_source(model_name: str, num_classes: int, weights: Path, size: int) -> Path | None:
+def paddle_build_program(model_name: str, num_classes: int, weights: Path, size: int) -> Path | None:
     """The Paddle inference program of `weights`: the model file of their `paddle` target build (the seeds'
     route, parity-checked against these weights), from the build cache or built into it on first use. None
     when that build fails: then the dygraph model is the reference, slower but the same numbers."""
@@ -145,7 +145,7 @@ def open_reference(reference: Reference, model_name: str, threads: int | None,
     if reference.paddle_build:
         note(f"reference: {model_name}'s paddle target build of {reference.path.name} (once; kept in the build "
              "cache)")
-        program = exported_source(model_name, reference.num_classes, reference.path, reference.preprocessing.crop)
+        program = paddle_build_program(model_name, reference.num_classes, reference.path, reference.preprocessing.crop)
         if program is not None:
             return source_adapter().open(program, threads=threads), reference
         reference = dataclasses.replace(reference, name=reference.name.replace(
