@@ -12,7 +12,6 @@ build would cost more than it saves, and the dygraph runs.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -93,13 +92,18 @@ def source_reference(manifest: dict, images: int | None = None,
         return None, f"the source weights {path} changed since the bundle was built (sha256 differs)"
     size = manifest["input"]["shape"][-1]
     work = None if images is None else images * _gflops_at(name, size)
-    dygraph = Reference("paddle-source", f"Paddle {name} FP32 with {path.name} (the bundle's source, dygraph)", path,
-                        pp, classes, "paddle")
-    if work is None or work >= build_min_gflop:
-        return dataclasses.replace(dygraph, name=f"Paddle Inference on {name} FP32 from {path.name} (the bundle's "
-                                   "source, as its cached paddle build)", runtime="paddle-inference",
-                                   paddle_build=True), ""
-    return dygraph, ""
+    return _weights_reference(name, path, pp, classes, paddle_build=work is None or work >= build_min_gflop), ""
+
+
+def _weights_reference(model_name: str, weights: Path, pp: Preprocessing, classes: int, *, paddle_build: bool,
+                       why_dygraph: str = "") -> Reference:
+    """A `.pdparams` source as the reference: Paddle Inference on its cached paddle build, or its dygraph."""
+    if paddle_build:
+        return Reference("paddle-source", f"Paddle Inference on {model_name} FP32 from {weights.name} (the bundle's "
+                         "source, as its cached paddle build)", weights, pp, classes, "paddle-inference",
+                         paddle_build=True)
+    return Reference("paddle-source", f"Paddle {model_name} FP32 with {weights.name} (the bundle's source, dygraph"
+                     f"{why_dygraph})", weights, pp, classes, "paddle")
 
 
 def _gflops_at(model_name: str, size: int) -> float:
@@ -148,8 +152,8 @@ def open_reference(reference: Reference, model_name: str, threads: int | None,
         program = paddle_build_program(model_name, reference.num_classes, reference.path, reference.preprocessing.crop)
         if program is not None:
             return source_adapter().open(program, threads=threads), reference
-        reference = dataclasses.replace(reference, name=reference.name.replace(
-            "as its cached paddle build", "dygraph: its paddle build failed"), runtime="paddle", paddle_build=False)
+        reference = _weights_reference(model_name, reference.path, reference.preprocessing, reference.num_classes,
+                                       paddle_build=False, why_dygraph=": its paddle build failed")
     if reference.path.suffix in (".pdmodel", ".json"):  # an inference program, not training weights
         return source_adapter().open(reference.path, threads=threads), reference
     import paddle
